@@ -1,0 +1,32 @@
+#include "catch.h"
+#include "common/clock.h"
+
+using namespace oasis;
+using namespace std::chrono_literals;
+
+TEST_CASE("ManualClock moves only when advanced", "[clock]") {
+  ManualClock clock;
+  auto s0 = clock.steadyNow();
+  auto w0 = clock.wallNow();
+  CHECK(clock.steadyNow() == s0);
+  clock.advance(1500ms);
+  CHECK(clock.steadyNow() - s0 == 1500ms);
+  CHECK(clock.wallNow() - w0 == 1500ms);
+}
+
+TEST_CASE("ISO-8601 round trips in UTC and with offsets", "[clock]") {
+  WallTime t;
+  REQUIRE(parseIso8601("2026-08-21T18:48:22.386139Z", t));
+  CHECK(formatIso8601Utc(t) == "2026-08-21T18:48:22.386139Z");
+  WallTime t2;
+  REQUIRE(parseIso8601("2026-08-21T11:48:22.386139-07:00", t2));
+  CHECK(t2 == t);
+  REQUIRE(parseIso8601("2026-08-21T18:48:22Z", t2));
+  CHECK(std::chrono::duration_cast<std::chrono::microseconds>(t - t2).count() == 386139);
+  WallTime local;
+  REQUIRE(parseIso8601(formatIso8601Local(t), local));
+  CHECK(local == t);
+  CHECK_FALSE(parseIso8601("2026-13-01T00:00:00Z", t2));
+  CHECK_FALSE(parseIso8601("yesterday", t2));
+  CHECK_FALSE(parseIso8601("2026-08-21T18:48:22+0700", t2));
+}
