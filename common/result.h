@@ -19,6 +19,8 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
+  // Default-constructed results are errors; Asio's co_spawn needs a default constructor.
+  Result() : v_(std::in_place_index<1>, Error("no result")) {}
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(implicit)
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT(implicit)
 
