@@ -1,0 +1,98 @@
+#pragma once
+// Thin RAII over the SQLite C API: one Database (connection) and prepared Statements with
+// bound parameters. Errors throw SqliteError; callers at the API boundary turn them into 503s.
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace oasis {
+
+class SqliteError : public std::runtime_error {
+ public:
+  SqliteError(const std::string& what, int code) : std::runtime_error(what), code_(code) {}
+  int code() const { return code_; }
+  // SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN: the disk, not the request.
+  bool isStorageFailure() const;
+
+ private:
+  int code_;
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql);
+  ~Statement();
+  Statement(Statement&& o) noexcept;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& operator=(Statement&&) = delete;
+
+  Statement& bind(int index, std::int64_t v);
+  Statement& bind(int index, int v) { return bind(index, static_cast<std::int64_t>(v)); }
+  Statement& bind(int index, double v);
+  Statement& bind(int index, std::string_view v);
+  Statement& bind(int index, const char* v) { return bind(index, std::string_view(v)); }
+  Statement& bind(int index, const std::string& v) { return bind(index, std::string_view(v)); }
+  Statement& bindNull(int index);
+  template <typename T>
+  Statement& bind(int index, const std::optional<T>& v) {
+    return v ? bind(index, *v) : bindNull(index);
+  }
+
+  bool step();  // true while a row is available
+  void run();   // step to completion, for statements without rows
+  void reset();
+
+  bool isNull(int col) const;
+  std::int64_t getInt(int col) const;
+  double getDouble(int col) const;
+  std::string getText(int col) const;
+  std::optional<std::string> getOptText(int col) const;
+  std::optional<double> getOptDouble(int col) const;
+  std::optional<std::int64_t> getOptInt(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class Database {
+ public:
+  // ":memory:" for tests. Opens with WAL and a busy timeout; throws SqliteError.
+  explicit Database(const std::string& path);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void exec(std::string_view sql);
+  Statement prepare(std::string_view sql) { return Statement(db_, sql); }
+  std::int64_t lastInsertId() const;
+  int changes() const;
+  sqlite3* handle() { return db_; }
+  const std::string& path() const { return path_; }
+  std::string journalMode();
+
+  // RAII transaction: commits in commit(), rolls back if destroyed first.
+  class Transaction {
+   public:
+    explicit Transaction(Database& db);
+    ~Transaction();
+    void commit();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+   private:
+    Database& db_;
+    bool done_ = false;
+  };
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace oasis
