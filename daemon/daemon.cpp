@@ -1,0 +1,953 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <filesystem>
+#include <spdlog/spdlog.h>
+
+#include "common/runner_classify.h"
+#include "daemon/policy/flash_attention_policy.h"
+#include "daemon/policy/preflight.h"
+
+namespace oasis {
+
+namespace net = boost::asio;
+using boost::system::error_code;
+using nlohmann::json;
+
+namespace {
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
+}
+
+void logSpawnError(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("task failed: {}", ex.what());
+  }
+}
+
+std::vector<policy::PsModel> parsePs(const json& j) {
+  std::vector<policy::PsModel> out;
+  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return out;
+  for (auto& m : j["models"]) {
+    if (!m.is_object()) continue;
+    policy::PsModel p;
+    p.name = m.value("name", m.value("model", std::string()));
+    WallTime t;
+    if (m.contains("expires_at") && m["expires_at"].is_string() && parseIso8601(m["expires_at"].get<std::string>(), t))
+      p.expiresAt = t;
+    if (m.contains("size_vram") && m["size_vram"].is_number()) p.sizeVram = m["size_vram"].get<std::uint64_t>();
+    if (m.contains("size") && m["size"].is_number()) p.size = m["size"].get<std::uint64_t>();
+    if (!p.name.empty()) out.push_back(p);
+  }
+  return out;
+}
+
+std::string processorText(const policy::PsModel& m) {
+  // The ollama CLI's PROCESSOR column (ollama-behaviour.md §2).
+  if (m.sizeVram == 0) return "100% CPU";
+  if (m.sizeVram == m.size) return "100% GPU";
+  if (m.sizeVram > m.size || m.size == 0) return "Unknown";
+  auto cpu = static_cast<int>(std::lround(static_cast<double>(m.size - m.sizeVram) / static_cast<double>(m.size) * 100));
+  return std::to_string(cpu) + "%/" + std::to_string(100 - cpu) + "% CPU/GPU";
+}
+
+policy::MemoryPolicyConfig memoryPolicyConfig(const Config& c) {
+  policy::MemoryPolicyConfig m;
+  m.pauseBelowAvailableBytes = c.memory.pauseBelowAvailableBytes();
+  m.resumeAboveAvailableBytes = c.memory.resumeAboveAvailableBytes();
+  m.freeDropFactor = c.memory.freeDropFactor;
+  m.window = Seconds(c.memory.windowS);
+  m.swapoutPauseBytesPerSec = c.memory.swapoutRatePause;
+  m.resumeHold = Seconds(c.memory.resumeHoldS);
+  m.onCritical = c.memory.onCritical == MemoryConfig::OnCritical::PauseAndEvict ? policy::OnCritical::PauseAndEvict
+                                                                                 : policy::OnCritical::Pause;
+  // Keep the rate window proportionate to short test windows.
+  m.rateWindow = Seconds(std::min(60.0, std::max(1.0, c.memory.windowS / 4)));
+  m.minRateSpan = Seconds(std::min(10.0, std::max(c.memory.intervalS * 2, m.rateWindow.count() / 4)));
+  return m;
+}
+
+policy::RecoveryConfig recoveryConfig(const Config& c) {
+  policy::RecoveryConfig r;
+  r.evictThreshold = c.ollamaEvictThreshold;
+  r.stoppingGrace = Seconds(c.stoppingGraceS);
+  r.mode = c.ollama.mode == OllamaConfig::Mode::Managed ? policy::ServerMode::Managed : policy::ServerMode::Attach;
+  return r;
+}
+
+policy::ServerPolicyConfig serverConfig(const Config& c) {
+  policy::ServerPolicyConfig s;
+  s.mode = c.ollama.mode == OllamaConfig::Mode::Managed ? policy::ServerMode::Managed : policy::ServerMode::Attach;
+  s.psFailuresBeforeRestart = c.ollama.wedgeAfterPsFailures;
+  s.backoff.initial = Seconds(c.ollama.restart.initialBackoffS);
+  s.backoff.cap = Seconds(c.ollama.restart.maxBackoffS);
+  s.healthyResetAfter = Seconds(c.ollama.restart.healthyResetS);
+  s.maxFastFailures = c.ollama.restart.maxFastFailures;
+  return s;
+}
+
+policy::SpillConfig spillConfig(const Config& c) {
+  policy::SpillConfig s;
+  s.slowFactor = c.cpuSpill.factor;
+  s.baselineSamples = c.cpuSpill.minSamples;
+  s.cpuHighPct = c.cpuSpill.runnerCpuPct;
+  return s;
+}
+
+policy::PreflightConfig preflightConfig(const Config& c) {
+  policy::PreflightConfig p;
+  p.perModel.clear();
+  for (auto& [k, v] : c.preflight.minFreeGb) {
+    auto bytes = static_cast<std::uint64_t>(v * MemoryConfig::kBytesPerGb);
+    if (k == "default") p.defaultMinFreeBytes = bytes;
+    else p.perModel[k] = bytes;
+  }
+  p.mode = c.preflight.mode == PreflightConfig::Mode::Warn ? policy::PreflightMode::Warn : policy::PreflightMode::Block;
+  return p;
+}
+
+}  // namespace
+
+Daemon::Daemon(net::io_context& ioc, Config config, DaemonOptions options)
+    : ioc_(ioc),
+      config_(std::move(config)),
+      options_(std::move(options)),
+      memoryPolicy_(memoryPolicyConfig(config_)),
+      recoveryPolicy_(recoveryConfig(config_)),
+      serverPolicy_(serverConfig(config_)),
+      spillPolicy_(spillConfig(config_)),
+      memoryTimer_(ioc),
+      probeTimer_(ioc),
+      launchTimer_(ioc) {}
+
+Daemon::~Daemon() = default;
+
+bool Daemon::appleSilicon() {
+  if (options_.appleSiliconOverride) return *options_.appleSiliconOverride;
+  return options_.platform->isAppleSilicon();
+}
+
+void Daemon::applyConfig() {
+  memoryPolicy_.setConfig(memoryPolicyConfig(config_));
+  recoveryPolicy_.setConfig(recoveryConfig(config_));
+  serverPolicy_.setConfig(serverConfig(config_));
+  spillPolicy_.setConfig(spillConfig(config_));
+}
+
+Status Daemon::start() {
+  startedAt_ = now();
+  auto ep = http::Endpoint::parse(config_.ollama.url);
+  if (!ep) return Error("ollama.url: " + ep.error().message);
+  ollama_ = *ep;
+
+  try {
+    auto dir = std::filesystem::path(options_.databasePath).parent_path();
+    if (!dir.empty()) std::filesystem::create_directories(dir);
+    store_ = std::make_unique<Store>(options_.databasePath);
+    int recovered = store_->recoverInterrupted(wallNow());
+    if (recovered > 0) spdlog::warn("{} attempt(s) were running when oasisd last stopped; their trials are queued again", recovered);
+  } catch (const std::exception& e) {
+    return Error(std::string("store: ") + e.what());
+  }
+
+  auto mem = makeMemorySource(config_.memory.source, *options_.clock);
+  if (!mem) return Error("memory.source: " + mem.error().message);
+  memorySource_ = std::move(*mem);
+
+  http::ServerOptions opts;
+  opts.maxBodyBytes = config_.maxBodyBytes;
+  const unsigned self = ::getuid();
+  std::optional<unsigned> allowGid;
+  if (config_.security.allowGroup) {
+    // numeric gid or name
+    try {
+      allowGid = static_cast<unsigned>(std::stoul(*config_.security.allowGroup));
+    } catch (...) {
+      spdlog::warn("security.allow_group '{}' is not a numeric gid; group access disabled", *config_.security.allowGroup);
+    }
+  }
+  opts.authorize = [self, allowGid](const http::PeerCredentials& p) {
+    if (!p.known) return false;
+    if (p.uid == self || p.uid == 0) return true;
+    return allowGid && p.gid == *allowGid;
+  };
+  if (allowGid) opts.socketMode = 0660;
+  api_ = std::make_unique<http::HttpServer>(
+      ioc_.get_executor(), [this](http::ServerRequest& r, http::ResponseWriter& w) { return handle(r, w); }, opts);
+  if (auto st = api_->listen(http::Endpoint::unixSocket(options_.socketPath)); !st) return st.error();
+  api_->start();
+
+  serve_ = std::make_unique<ServerProcess>(
+      ioc_.get_executor(),
+      [this](const std::string& line) {
+        spdlog::info("[serve] {}", line);
+        if (auto secs = parseRunnerStartedLine(line)) {
+          json d;
+          d["seconds"] = *secs;
+          d["line"] = line;
+          recordEvent("runner_started", "", d);
+        }
+      },
+      [this](const ServerExit& e) {
+        spdlog::warn("ollama serve {}", e.describe());
+        serverUp_ = false;
+        json d;
+        d["exit_code"] = e.exitCode ? json(*e.exitCode) : json();
+        d["signal"] = e.signal ? json(*e.signal) : json();
+        d["description"] = e.describe();
+        if (restarting_ || stopping_) {
+          recordEvent("server_exited", "", d);
+          return;
+        }
+        executeServer(serverPolicy_.onExit(e.exitCode, e.signal, now()));
+      });
+
+  json started;
+  started["pid"] = ::getpid();
+  started["version"] = OASIS_VERSION;
+  started["socket"] = options_.socketPath;
+  started["mode"] = std::string(toString(config_.ollama.mode));
+  recordEvent("daemon_started", "", started);
+  spdlog::info("oasisd {} listening on {} (ollama {} mode at {})", OASIS_VERSION, options_.socketPath,
+               toString(config_.ollama.mode), ollama_.toString());
+
+  executeServer(serverPolicy_.start(now()));
+  sampleMemory();
+  scheduleMemory();
+  scheduleProbe();
+  return {};
+}
+
+// ---------------------------------------------------------------------------- effects
+
+void Daemon::recordEvent(const std::string& kind, const std::string& model, const json& detail) {
+  try {
+    lastEventId_ = store_->addEvent(wallNow(), kind, model, detail);
+  } catch (const std::exception& e) {
+    spdlog::error("could not store event {}: {}", kind, e.what());
+  }
+  spdlog::info("event {}{} {}", kind, model.empty() ? "" : " " + model, detail.dump());
+  for (auto& w : eventWaiters_) w->cancel();
+  eventWaiters_.clear();
+}
+
+void Daemon::record(const policy::PolicyEvent& e) { recordEvent(std::string(e.kindName()), e.model.value_or(""), e.detail); }
+
+void Daemon::execute(policy::Decision d, ActionSource source) {
+  for (auto& e : d.events) record(e);
+  for (auto& action : d.actions) {
+    spdlog::debug("action {}", policy::describe(action));
+    std::visit(
+        [&](auto& a) {
+          using A = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<A, policy::Pause> || std::is_same_v<A, policy::Resume> ||
+                        std::is_same_v<A, policy::PauseModel> || std::is_same_v<A, policy::ResumeModel>) {
+            for (auto& ev : pauses_.apply(action)) record(ev);
+          } else if constexpr (std::is_same_v<A, policy::SoftEvict>) {
+            softEvict(a.model);
+          } else if constexpr (std::is_same_v<A, policy::EvictAll>) {
+            for (auto& m : lastPs_) softEvict(m.name);
+          } else if constexpr (std::is_same_v<A, policy::KillRunner>) {
+            killRunner(a.model);
+          } else if constexpr (std::is_same_v<A, policy::StartServer>) {
+            launchServer(a.reason);
+          } else if constexpr (std::is_same_v<A, policy::RestartServer>) {
+            // The server policy owns restarts (backoff, failure count); recovery only asks.
+            if (source == ActionSource::Server) restartServer(a.reason);
+            else executeServer(serverPolicy_.requestRestart(a.reason, now()));
+          } else if constexpr (std::is_same_v<A, policy::MarkFailed>) {
+            spdlog::error("ollama serve marked failed: {}", a.reason);
+          }
+        },
+        action);
+  }
+}
+
+void Daemon::softEvict(const std::string& model) {
+  json body;
+  body["model"] = model;
+  body["keep_alive"] = 0;
+  http::Request req{"POST", "/api/generate", body.dump(), "application/json", {}};
+  auto exec = ioc_.get_executor();
+  net::co_spawn(
+      ioc_,
+      [exec, ep = ollama_, req, model]() -> net::awaitable<void> {
+        auto r = co_await http::asyncFetch(exec, ep, req, std::chrono::milliseconds(10000));
+        if (!r) spdlog::warn("soft evict of {} failed: {}", model, r.error().message);
+        else spdlog::info("soft evict of {}: HTTP {}", model, r->status);
+      },
+      logSpawnError);
+}
+
+void Daemon::killRunner(const std::string& model) {
+  policy::KillResult result;
+  result.model = model;
+  result.at = now();
+  auto it = runners_.find(model);
+  if (it == runners_.end()) {
+    result.error = "no runner process known for " + model;
+  } else {
+    result.pid = it->second.identity.pid;
+    // Identity (pid, start time, parent, --model) is re-verified inside killVerified right
+    // before the signal; a reused pid is refused.
+    auto st = options_.platform->killVerified(it->second.identity, SIGKILL);
+    if (st) {
+      result.killed = true;
+      json d;
+      d["pid"] = it->second.identity.pid;
+      d["signal"] = "SIGKILL";
+      spdlog::warn("killed runner pid {} of {}", it->second.identity.pid, model);
+      runners_.erase(it);
+    } else {
+      result.error = st.error().message;
+    }
+  }
+  execute(recoveryPolicy_.onKillResult(result));
+}
+
+std::map<std::string, std::string> Daemon::serveEnvironment() {
+  auto env = config_.ollama.env;
+  env["OLLAMA_HOST"] = ollama_.host + ":" + std::to_string(ollama_.port);
+  policy::FlashAttentionInputs in;
+  in.mode = static_cast<policy::FlashAttentionMode>(static_cast<int>(config_.ollama.flashAttention));
+  in.fixedIn = config_.ollama.flashAttentionFixedIn;
+  if (!serverVersion_.empty()) in.serverVersion = serverVersion_;
+  in.isAppleSilicon = appleSilicon();
+  if (const char* inherited = std::getenv("OLLAMA_FLASH_ATTENTION")) in.inheritedEnv = inherited;
+  if (auto it = config_.ollama.env.find("OLLAMA_FLASH_ATTENTION"); it != config_.ollama.env.end()) in.inheritedEnv = it->second;
+  auto decision = policy::decideLaunchEnv(in);
+  if (decision.value) env["OLLAMA_FLASH_ATTENTION"] = *decision.value;
+  auto fa = env.count("OLLAMA_FLASH_ATTENTION") ? std::optional<std::string>(env["OLLAMA_FLASH_ATTENTION"]) : in.inheritedEnv;
+  flashAttention_ = std::string(toString(flashAttentionFromEnvValue(fa)));
+  spdlog::info("flash attention for serve: {} ({})", flashAttention_, decision.reason);
+  return env;
+}
+
+void Daemon::launchServer(const std::string& reason) {
+  if (config_.ollama.mode != OllamaConfig::Mode::Managed || stopping_) return;
+  if (serve_->running()) return;
+  // Backoff is the server policy's: it issues StartServer (from tick) when the delay has passed.
+  auto env = serveEnvironment();
+  auto st = serve_->launch(config_.ollama.command, env);
+  if (!st) {
+    spdlog::error("cannot launch ollama serve: {}", st.error().message);
+    executeServer(serverPolicy_.onLaunchFailed(st.error().message, now()));
+    return;
+  }
+  spdlog::info("launched {} (pid {}, flash attention {}): {}", config_.ollama.command[0], serve_->pid(),
+               flashAttention_, reason);
+  executeServer(serverPolicy_.onLaunched(serve_->pid(), now()));
+  execute(recoveryPolicy_.onServerRestarted(now()));
+}
+
+void Daemon::restartServer(const std::string& reason) {
+  if (config_.ollama.mode != OllamaConfig::Mode::Managed) return;
+  if (restarting_) return;
+  restarting_ = true;
+  net::co_spawn(ioc_, restartFlow(reason), logSpawnError);
+}
+
+net::awaitable<void> Daemon::restartFlow(std::string reason) {
+  spdlog::warn("restarting ollama serve: {}", reason);
+  net::steady_timer t(ioc_);
+  error_code ec;
+  // Remember the runners: if serve dies without reaping them they are orphans to kill.
+  auto orphans = runners_;
+  if (serve_->running()) {
+    serve_->signalServe(SIGTERM);  // serve's own shutdown path kills its runners
+    auto deadline = now() + ms(config_.ollama.stopTimeoutS);
+    while (serve_->running() && now() < deadline) {
+      t.expires_after(std::chrono::milliseconds(50));
+      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    if (serve_->running()) {
+      spdlog::warn("serve ignored SIGTERM for {} s: SIGKILL to its process group", config_.ollama.stopTimeoutS);
+      serve_->signalGroup(SIGKILL);
+      while (serve_->running()) {
+        t.expires_after(std::chrono::milliseconds(20));
+        co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+      }
+    }
+  }
+  serve_->signalGroup(SIGKILL);  // any runner left in the group
+  for (auto& [model, r] : orphans) {
+    // Orphans were re-parented: verify start time and --model, not the parent.
+    auto id = r.identity;
+    id.expectedPpid = -1;
+    if (options_.platform->killVerified(id, SIGKILL)) spdlog::warn("killed orphaned runner {} ({})", id.pid, model);
+  }
+  runners_.clear();
+  // Wait until the port is free, or the relaunch fails with "address already in use"
+  // (ollama #14364: launchd looping on bind errors).
+  auto portDeadline = now() + std::chrono::seconds(10);
+  while (now() < portDeadline) {
+    if (!options_.platform->findListeningPid(ollama_.port)) break;
+    t.expires_after(std::chrono::milliseconds(50));
+    co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  restarting_ = false;
+  launchServer(reason);
+}
+
+// ---------------------------------------------------------------------------- samplers
+
+void Daemon::scheduleMemory() {
+  memoryTimer_.expires_after(ms(config_.memory.intervalS));
+  memoryTimer_.async_wait([this](error_code ec) {
+    if (ec || stopping_) return;
+    sampleMemory();
+    scheduleMemory();
+  });
+}
+
+void Daemon::sampleMemory() {
+  auto s = memorySource_->sample();
+  if (!s) {
+    if (memoryError_ != s.error().message) spdlog::warn("memory sample failed: {}", s.error().message);
+    memoryError_ = s.error().message;
+    return;
+  }
+  memoryError_.clear();
+  policy::MemoryObservation o;
+  o.at = now();
+  o.totalBytes = s->totalBytes;
+  o.availableBytes = s->availableBytes;
+  o.freeBytes = s->freeBytes;
+  o.swapoutsCumulative = s->swapoutBytes().value_or(0);
+  o.osLevel = s->osPressureLevel;
+  o.psiSomeAvg10 = s->psiSomeAvg10;
+  execute(memoryPolicy_.observe(o));
+  auto& a = memoryPolicy_.assessment();
+  MemorySampleRow row;
+  row.at = wallNow();
+  row.totalBytes = a.totalBytes;
+  row.availableBytes = a.availableBytes;
+  row.freeBytes = a.freeBytes;
+  row.swapoutsBytes = o.swapoutsCumulative;
+  row.swapoutsPerSec = a.swapoutsPerSec;
+  row.pressure = a.level == policy::PressureLevel::Critical ? "critical" : a.level == policy::PressureLevel::Warn ? "warn" : "ok";
+  try {
+    store_->addMemorySample(row);
+  } catch (const std::exception& e) {
+    spdlog::error("could not store memory sample: {}", e.what());
+  }
+}
+
+void Daemon::scheduleProbe() {
+  probeTimer_.expires_after(ms(config_.psIntervalS));
+  probeTimer_.async_wait([this](error_code ec) {
+    if (ec || stopping_) return;
+    if (!probing_) {
+      probing_ = true;
+      net::co_spawn(ioc_, probeOnce(), [this](std::exception_ptr e) {
+        probing_ = false;
+        logSpawnError(e);
+      });
+    }
+    execute(recoveryPolicy_.tick(now()));
+    executeServer(serverPolicy_.tick(now()));
+    scheduleProbe();
+  });
+}
+
+net::awaitable<void> Daemon::probeOnce() {
+  auto exec = ioc_.get_executor();
+  // Liveness: HEAD / takes no locks in Ollama. Scheduler health: /api/ps takes the scheduler's
+  // locks and blocks when it is wedged (ollama-behaviour.md §1 "Locking"), so it has a timeout.
+  http::Request head{"HEAD", "/", "", "", {}};
+  auto h = co_await http::asyncFetch(exec, ollama_, head, ms(config_.ollama.healthTimeoutS));
+  bool healthy = h.ok() && h->status == 200;
+  if (stopping_) co_return;
+  if (restarting_) co_return;
+  if (config_.ollama.mode == OllamaConfig::Mode::Attach && healthy) {
+    attachedPid_ = options_.platform->findListeningPid(ollama_.port);
+  }
+  executeServer(serverPolicy_.onHealth(healthy, now()));
+  if (!healthy) {
+    serverUp_ = false;
+    co_return;
+  }
+  if (serverVersion_.empty()) {
+    http::Request vreq{"GET", "/api/version", "", "", {}};
+    auto v = co_await http::asyncFetch(exec, ollama_, vreq, ms(config_.ollama.healthTimeoutS));
+    if (v && v->status == 200) {
+      auto j = json::parse(v->body, nullptr, false);
+      if (j.is_object()) serverVersion_ = j.value("version", "");
+    }
+  }
+  http::Request psReq{"GET", "/api/ps", "", "", {}};
+  auto ps = co_await http::asyncFetch(exec, ollama_, psReq, ms(config_.ollama.psTimeoutS));
+  if (stopping_ || restarting_) co_return;
+  policy::PsObservation obs;
+  obs.at = now();
+  obs.wallNow = wallNow();
+  obs.ok = ps.ok() && ps->status == 200;
+  if (obs.ok) {
+    auto j = json::parse(ps->body, nullptr, false);
+    obs.models = parsePs(j);
+    if (j.is_discarded()) obs.ok = false;
+  }
+  if (!obs.ok) spdlog::warn("/api/ps did not answer in {} s: {}", config_.ollama.psTimeoutS, ps.ok() ? std::to_string(ps->status) : ps.error().message);
+  serverUp_ = obs.ok;
+  lastPsOk_ = obs.ok;
+  executeServer(serverPolicy_.onPs(obs.ok, now()));
+  if (obs.ok) {
+    lastPs_ = obs.models;
+    refreshRunners(obs.models);
+    spillPolicy_.onPs(obs);
+  }
+  execute(recoveryPolicy_.onPs(obs));
+  try {
+    json models = json::array();
+    for (auto& m : obs.models) {
+      json e;
+      e["name"] = m.name;
+      e["expires_at"] = formatIso8601Utc(m.expiresAt);
+      e["size"] = m.size;
+      e["size_vram"] = m.sizeVram;
+      models.push_back(e);
+    }
+    store_->addPsSample(wallNow(), obs.ok, models);
+  } catch (const std::exception& e) {
+    spdlog::error("could not store ps sample: {}", e.what());
+  }
+}
+
+void Daemon::refreshRunners(const std::vector<policy::PsModel>& models) {
+  int servePid = config_.ollama.mode == OllamaConfig::Mode::Managed ? serve_->pid() : attachedPid_.value_or(-1);
+  if (servePid <= 0) return;
+  auto children = options_.platform->listChildren(servePid);
+  if (!children) return;
+  std::map<std::string, RunnerEntry> next;
+  std::vector<std::pair<std::string, platform::ProcessInfo>> found;
+  for (int pid : *children) {
+    auto info = options_.platform->readProcess(pid);
+    if (!info || info->zombie) continue;
+    auto cls = classifyRunner(info->argv, info->exe);
+    if (!cls) continue;  // discovery processes have no --model (ollama-behaviour.md §4)
+    found.emplace_back(cls->model, *info);
+  }
+  for (auto& [argModel, info] : found) {
+    // fake-ollama and MLX runners carry the model name; llama-server carries a blob path. With
+    // a blob path, a single loaded model is unambiguous; otherwise keep the path as the key.
+    std::string model = argModel;
+    bool named = false;
+    for (auto& m : models)
+      if (m.name == argModel) named = true;
+    if (!named && found.size() == 1 && models.size() == 1) model = models[0].name;
+    RunnerEntry e;
+    e.model = model;
+    e.identity.pid = info.pid;
+    e.identity.startTime = info.startTime;
+    e.identity.expectedPpid = servePid;
+    e.identity.mustContainArg = "--model";
+    e.rssBytes = info.rssBytes;
+    e.flashAttention = std::string(toString(flashAttentionFromArgv(info.argv)));
+    e.lastCpuSeconds = info.cpuSeconds;
+    e.lastSampleAt = now();
+    if (auto old = runners_.find(model); old != runners_.end() && old->second.identity.pid == info.pid) {
+      e.cpuPct = cpuPercent(old->second.lastCpuSeconds, old->second.lastSampleAt, info.cpuSeconds, e.lastSampleAt);
+    }
+    next[model] = e;
+    RunnerSampleRow row;
+    row.at = wallNow();
+    row.model = model;
+    row.pid = info.pid;
+    row.cpuPct = e.cpuPct;
+    row.rssBytes = e.rssBytes;
+    row.flashAttention = e.flashAttention;
+    try {
+      store_->addRunnerSample(row);
+    } catch (...) {
+    }
+    spillPolicy_.onRunnerCpu(model, e.cpuPct);
+    policy::RunnerInfo ri;
+    ri.model = model;
+    ri.pid = info.pid;
+    ri.at = now();
+    execute(recoveryPolicy_.onRunnerInfo(ri));
+  }
+  runners_ = std::move(next);
+}
+
+// ---------------------------------------------------------------------------- lifecycle
+
+void Daemon::shutdown(std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("oasisd stopping");
+  memoryTimer_.cancel();
+  probeTimer_.cancel();
+  launchTimer_.cancel();
+  api_->stop();
+  for (auto& w : eventWaiters_) w->cancel();
+  eventWaiters_.clear();
+  net::co_spawn(ioc_, stopServerFlow(std::move(done)), logSpawnError);
+}
+
+net::awaitable<void> Daemon::stopServerFlow(std::function<void()> done) {
+  // serve's own SIGTERM path unloads its runners (ollama-behaviour.md §4); after the grace
+  // period, SIGKILL the whole group so no runner outlives us holding GPU memory.
+  if (serve_ && serve_->running()) {
+    serve_->signalServe(SIGTERM);
+    auto deadline = now() + ms(config_.ollama.stopTimeoutS);
+    net::steady_timer t(ioc_);
+    error_code ec;
+    bool killed = false;
+    while (serve_->running()) {
+      if (!killed && now() >= deadline) {
+        serve_->signalGroup(SIGKILL);
+        killed = true;
+      }
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
+    serve_->signalGroup(SIGKILL);  // runners it failed to reap
+  }
+  recordEvent("daemon_stopped", "", json::object());
+  done();
+}
+
+void Daemon::reload() {
+  if (options_.configPath.empty()) {
+    spdlog::info("SIGHUP: no config file to reload (running on built-in defaults)");
+    return;
+  }
+  auto loaded = loadConfigFile(options_.configPath);
+  if (!loaded.ok()) {
+    spdlog::error("SIGHUP: {} is invalid, keeping the running config:\n{}", options_.configPath,
+                  formatConfigProblems(loaded.problems));
+    json d;
+    d["path"] = options_.configPath;
+    d["problems"] = formatConfigProblems(loaded.problems);
+    recordEvent("config_rejected", "", d);
+    return;
+  }
+  auto socket = config_.socketPath;
+  auto db = config_.databasePath;
+  config_ = loaded.config;
+  config_.socketPath = socket;  // these two need a restart to change
+  config_.databasePath = db;
+  applyConfig();
+  json d;
+  d["path"] = options_.configPath;
+  recordEvent("config_reloaded", "", d);
+}
+
+// ---------------------------------------------------------------------------- status & API
+
+json Daemon::statusJson() {
+  json s;
+  s["version"] = OASIS_VERSION;
+  s["pid"] = ::getpid();
+  s["uptime_s"] = std::chrono::duration<double>(now() - startedAt_).count();
+  json run;
+  run["state"] = pauses_.dispatchAllowed() ? "running" : "paused";
+  run["pause_reasons"] = pauses_.reasonNames();
+  json modelPauses = json::object();
+  for (auto& [m, reasons] : pauses_.modelPauses()) {
+    json r = json::array();
+    for (auto reason : reasons) r.push_back(std::string(policy::toString(reason)));
+    modelPauses[m] = r;
+  }
+  run["model_pauses"] = modelPauses;
+  s["run"] = run;
+
+  json server;
+  server["mode"] = config_.ollama.mode == OllamaConfig::Mode::Managed ? "managed" : "attached";
+  server["url"] = ollama_.toString();
+  int pid = config_.ollama.mode == OllamaConfig::Mode::Managed ? serve_->pid() : attachedPid_.value_or(-1);
+  server["pid"] = pid > 0 ? json(pid) : json();
+  server["up"] = serverUp_;
+  server["version"] = serverVersion_;
+  server["restarts"] = serverPolicy_.restarts();
+  server["state"] = serverPolicy_.failed() ? "failed" : (serverUp_ ? "up" : "down");
+  server["failed"] = serverPolicy_.failed();
+  server["flash_attention"] = flashAttention_;
+  s["server"] = server;
+
+  json models = json::array();
+  auto wall = wallNow();
+  for (auto& m : lastPs_) {
+    json e;
+    e["name"] = m.name;
+    e["size"] = m.size;
+    e["size_vram"] = m.sizeVram;
+    e["processor"] = processorText(m);
+    e["expires_at"] = formatIso8601Utc(m.expiresAt);
+    bool stopping = wall > m.expiresAt;
+    e["stopping"] = stopping;
+    e["stopping_for_s"] = stopping ? std::chrono::duration<double>(wall - m.expiresAt).count() : 0.0;
+    e["recovery"] = std::string(policy::toString(recoveryPolicy_.state(m.name)));
+    if (auto r = runners_.find(m.name); r != runners_.end()) {
+      json rj;
+      rj["pid"] = r->second.identity.pid;
+      rj["cpu_pct"] = r->second.cpuPct;
+      rj["rss_bytes"] = r->second.rssBytes;
+      rj["flash_attention"] = r->second.flashAttention;
+      e["runner"] = rj;
+    } else {
+      e["runner"] = nullptr;
+    }
+    models.push_back(e);
+  }
+  s["models"] = models;
+
+  auto& a = memoryPolicy_.assessment();
+  json mem;
+  mem["source"] = std::string(toString(config_.memory.source.kind));
+  mem["total_bytes"] = a.totalBytes;
+  mem["available_bytes"] = a.availableBytes;
+  mem["free_bytes"] = a.freeBytes;
+  mem["swapouts_per_s"] = a.swapoutsPerSec;
+  mem["pressure"] = a.level == policy::PressureLevel::Critical ? "critical" : a.level == policy::PressureLevel::Warn ? "warn" : "ok";
+  mem["reasons"] = a.reasons;
+  mem["trend"] = a.trend == policy::MemoryTrend::Falling ? "falling"
+                 : a.trend == policy::MemoryTrend::Rising ? "rising"
+                 : a.trend == policy::MemoryTrend::Stable ? "stable" : "unknown";
+  if (!memoryError_.empty()) mem["error"] = memoryError_;
+  s["memory"] = mem;
+
+  json trials;
+  auto c = store_->counts();
+  trials["queued"] = c.queued;
+  trials["running"] = c.running;
+  trials["succeeded"] = c.succeeded;
+  trials["failed"] = c.failed;
+  trials["cancelled"] = c.cancelled;
+  s["trials"] = trials;
+
+  json last = json::array();
+  for (auto& e : store_->lastEvents(5)) last.push_back(e.toJson());
+  s["last_events"] = last;
+  return s;
+}
+
+namespace {
+net::awaitable<void> sendJson(http::ResponseWriter& w, int status, const json& body) {
+  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  co_await w.send(status, std::move(text), "application/json", {});
+}
+net::awaitable<void> sendError(http::ResponseWriter& w, int status, std::string code, std::string message) {
+  std::string text = http::errorBody(code, message);
+  co_await w.send(status, std::move(text), "application/json", {});
+}
+// Parses an optional JSON object body; an empty body is {}.
+std::optional<json> parseBody(const std::string& body, std::string& why) {
+  if (body.empty()) return json::object();
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) {
+    why = "body is not valid JSON";
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    why = "body must be a JSON object";
+    return std::nullopt;
+  }
+  return j;
+}
+}  // namespace
+
+net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWriter& w) {
+  const auto& path = req.path;
+  auto methodIs = [&](const char* m) { return req.method == m; };
+  bool known = path == "/v1/status" || path == "/v1/pause" || path == "/v1/resume" || path == "/v1/evict" ||
+               path == "/v1/kill-runner" || path == "/v1/events" || path == "/v1/preflight" || path == "/metrics" ||
+               path == "/v1/timeline";
+  if (!known) {
+    co_await sendError(w, 404, "not_found", "no such endpoint: " + path);
+    co_return;
+  }
+  bool isGet = path == "/v1/status" || path == "/v1/events" || path == "/v1/preflight" || path == "/metrics" ||
+               path == "/v1/timeline";
+  if ((isGet && !methodIs("GET") && !methodIs("HEAD")) || (!isGet && !methodIs("POST"))) {
+    std::string allowed = isGet ? "GET" : "POST";
+    co_await sendError(w, 405, "method_not_allowed", req.method + " is not allowed on " + path + " (use " + allowed + ")");
+    co_return;
+  }
+  if (path == "/v1/status") {
+    co_await sendJson(w, 200, statusJson());
+    co_return;
+  }
+  if (path == "/v1/events") {
+    co_await handleEvents(req, w);
+    co_return;
+  }
+  if (path == "/metrics") {
+    auto st = statusJson();
+    std::string m;
+    m += "# HELP oasisd_up 1 while oasisd runs\n# TYPE oasisd_up gauge\noasisd_up 1\n";
+    m += "# HELP oasisd_paused 1 while dispatch is paused\n# TYPE oasisd_paused gauge\noasisd_paused " +
+         std::string(st["run"]["state"] == "paused" ? "1" : "0") + "\n";
+    m += "# HELP oasisd_server_up 1 while the supervised Ollama answers\n# TYPE oasisd_server_up gauge\noasisd_server_up " +
+         std::string(serverUp_ ? "1" : "0") + "\n";
+    m += "# HELP oasisd_server_restarts_total restarts of ollama serve\n# TYPE oasisd_server_restarts_total counter\n"
+         "oasisd_server_restarts_total " + std::to_string(serverPolicy_.restarts()) + "\n";
+    m += "# HELP oasisd_memory_available_bytes available memory\n# TYPE oasisd_memory_available_bytes gauge\n"
+         "oasisd_memory_available_bytes " + std::to_string(memoryPolicy_.assessment().availableBytes) + "\n";
+    m += "# HELP oasisd_trials trials by state\n# TYPE oasisd_trials gauge\n";
+    for (auto& [k, v] : st["trials"].items()) m += "oasisd_trials{state=\"" + k + "\"} " + std::to_string(v.get<long long>()) + "\n";
+    m += "# HELP oasisd_models_loaded models listed by /api/ps\n# TYPE oasisd_models_loaded gauge\noasisd_models_loaded " +
+         std::to_string(lastPs_.size()) + "\n";
+    co_await w.send(200, std::move(m), "text/plain; version=0.0.4; charset=utf-8", {});
+    co_return;
+  }
+  if (path == "/v1/preflight") {
+    auto model = req.query.count("model") ? req.query.at("model") : std::string();
+    if (model.empty()) {
+      co_await sendError(w, 400, "invalid_query", "query parameter 'model' is required");
+      co_return;
+    }
+    auto result = policy::preflight(preflightConfig(config_), model, memoryPolicy_.assessment().availableBytes);
+    if (!result.sufficient) execute(policy::preflightDecision(result, preflightConfig(config_).mode));
+    co_await sendJson(w, 200, result.toJson());
+    co_return;
+  }
+  if (path == "/v1/timeline") {
+    int bucket = 60;
+    std::optional<std::string> run;
+    if (req.query.count("run")) run = req.query.at("run");
+    if (req.query.count("bucket_s")) {
+      try {
+        bucket = std::stoi(req.query.at("bucket_s"));
+      } catch (...) {
+        bucket = -1;
+      }
+      if (bucket <= 0 || bucket > 86400) {
+        co_await sendError(w, 400, "invalid_query", "bucket_s must be an integer in 1..86400");
+        co_return;
+      }
+    }
+    WallTime since = wallNow() - std::chrono::hours(1);
+    if (req.query.count("since") && !parseIso8601(req.query.at("since"), since)) {
+      co_await sendError(w, 400, "invalid_query", "since must be an ISO-8601 time");
+      co_return;
+    }
+    json rows = json::array();
+    for (auto& r : store_->timeline(run, since, wallNow(), bucket)) {
+      json row;
+      row["start"] = formatIso8601Utc(r.start);
+      row["trials"] = r.trials;
+      row["succeeded"] = r.succeeded;
+      row["failed"] = r.failed;
+      row["failure_rate"] = r.failureRate;
+      row["p50_ms"] = r.p50Ms ? json(*r.p50Ms) : json();
+      row["p95_ms"] = r.p95Ms ? json(*r.p95Ms) : json();
+      row["actions"] = r.actions;
+      rows.push_back(row);
+    }
+    json body;
+    body["rows"] = rows;
+    co_await sendJson(w, 200, body);
+    co_return;
+  }
+
+  std::string why;
+  auto body = parseBody(req.body, why);
+  if (!body) {
+    co_await sendError(w, 400, "invalid_body", why);
+    co_return;
+  }
+  if (path == "/v1/pause") {
+    auto reasonName = body->value("reason", std::string("manual"));
+    if (body->contains("reason") && !(*body)["reason"].is_string()) {
+      co_await sendError(w, 400, "invalid_body", "field 'reason' must be a string");
+      co_return;
+    }
+    if (body->contains("drain") && !(*body)["drain"].is_boolean()) {
+      co_await sendError(w, 400, "invalid_body", "field 'drain' must be a boolean");
+      co_return;
+    }
+    auto reason = policy::parsePauseReason(reasonName);
+    if (!reason) {
+      co_await sendError(w, 400, "invalid_body",
+                         "field 'reason' must be one of manual, memory_pressure, recovering, server_down, preflight");
+      co_return;
+    }
+    policy::Decision d;
+    d.actions.push_back(policy::Pause{*reason});
+    execute(d);
+    co_await sendJson(w, 200, statusJson());
+    co_return;
+  }
+  if (path == "/v1/resume") {
+    policy::Decision d;
+    d.actions.push_back(policy::Resume{policy::PauseReason::Manual});
+    execute(d);
+    co_await sendJson(w, 200, statusJson());
+    co_return;
+  }
+  if (path == "/v1/evict" || path == "/v1/kill-runner") {
+    std::optional<std::string> model;
+    if (body->contains("model")) {
+      if (!(*body)["model"].is_string() || (*body)["model"].get<std::string>().empty()) {
+        co_await sendError(w, 400, "invalid_body", "field 'model' must be a non-empty string");
+        co_return;
+      }
+      model = (*body)["model"].get<std::string>();
+    }
+    std::vector<std::string> targets;
+    if (model) targets.push_back(*model);
+    else
+      for (auto& m : lastPs_) targets.push_back(m.name);
+    json actions = json::array();
+    for (auto& m : targets) {
+      policy::Decision d = path == "/v1/evict" ? recoveryPolicy_.requestEvict(m, policy::EvictSource::Api, now())
+                                               : recoveryPolicy_.requestKill(m, now());
+      for (auto& a : d.actions) actions.push_back(policy::toJson(a));
+      execute(d);
+    }
+    json out;
+    out["actions"] = actions;
+    co_await sendJson(w, 200, out);
+    co_return;
+  }
+  co_await sendError(w, 404, "not_found", "no such endpoint: " + path);
+}
+
+net::awaitable<void> Daemon::handleEvents(http::ServerRequest& req, http::ResponseWriter& w) {
+  std::int64_t since = 0;
+  if (req.query.count("since")) {
+    try {
+      since = std::stoll(req.query.at("since"));
+    } catch (...) {
+      since = -1;
+    }
+    if (since < 0) {
+      co_await sendError(w, 400, "invalid_query", "since must be a non-negative event id");
+      co_return;
+    }
+  }
+  bool follow = req.query.count("follow") && (req.query.at("follow") == "1" || req.query.at("follow") == "true");
+  if (!co_await w.beginStream(200, "application/x-ndjson")) co_return;
+  for (;;) {
+    auto events = store_->eventsSince(since, 1000);
+    for (auto& e : events) {
+      std::string line = e.toJson().dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+      if (!co_await w.writeChunk(std::move(line))) co_return;
+      since = e.id;
+    }
+    if (events.size() == 1000) continue;
+    if (!follow || stopping_ || w.clientGone()) break;
+    // Wait for the next event (recordEvent cancels the waiters) or a heartbeat interval.
+    auto timer = std::make_shared<net::steady_timer>(ioc_);
+    timer->expires_after(std::chrono::seconds(15));
+    eventWaiters_.push_back(timer);
+    error_code ec;
+    co_await timer->async_wait(net::redirect_error(net::use_awaitable, ec));
+    if (w.clientGone() || stopping_) break;
+  }
+  co_await w.endStream();
+}
+
+}  // namespace oasis
