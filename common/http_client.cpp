@@ -214,7 +214,9 @@ class LineStreamImpl final : public LineStream {
       parser_.get().body().data = chunk;
       parser_.get().body().size = sizeof chunk;
       error_code ec;
-      auto read = [&](auto& s) { return bhttp::async_read(s, buffer_, parser_, net::redirect_error(net::use_awaitable, ec)); };
+      // read_some, not read: async_read would wait until the 16 KiB buffer is full or the body
+      // ends, so a line (a token) would not be seen until much later (or never, on a hang).
+      auto read = [&](auto& s) { return bhttp::async_read_some(s, buffer_, parser_, net::redirect_error(net::use_awaitable, ec)); };
       co_await conn_->io(read);
       if (ec == bhttp::error::need_buffer) ec = {};
       std::size_t got = sizeof chunk - parser_.get().body().size;

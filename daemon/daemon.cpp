@@ -859,11 +859,11 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     co_return;
   }
   if (path == "/v1/pause") {
-    auto reasonName = body->value("reason", std::string("manual"));
     if (body->contains("reason") && !(*body)["reason"].is_string()) {
       co_await sendError(w, 400, "invalid_body", "field 'reason' must be a string");
       co_return;
     }
+    auto reasonName = body->value("reason", std::string("manual"));
     if (body->contains("drain") && !(*body)["drain"].is_boolean()) {
       co_await sendError(w, 400, "invalid_body", "field 'drain' must be a boolean");
       co_return;
