@@ -258,14 +258,19 @@ net::awaitable<Result<Response>> asyncFetch(net::any_io_executor exec, Endpoint 
   auto req = buildRequest(endpoint, request);
   auto write = [&](auto& s) { return bhttp::async_write(s, req, net::redirect_error(net::use_awaitable, ec)); };
   co_await conn.io(write);
-  if (ec) co_return timeoutOr(conn, ec, request.method + " " + request.target);
+  // A server may answer and close before taking the whole body (413 for an oversized one):
+  // the write then fails with EPIPE/ECONNRESET, but the answer is there to read.
+  bool writeCut = ec == net::error::broken_pipe || ec == net::error::connection_reset;
+  if (ec && !writeCut) co_return timeoutOr(conn, ec, request.method + " " + request.target);
+  auto writeError = ec;
+  ec = {};
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(kMaxResponseBody);
   if (request.method == "HEAD") parser.skip(true);
   auto read = [&](auto& s) { return bhttp::async_read(s, buffer, parser, net::redirect_error(net::use_awaitable, ec)); };
   co_await conn.io(read);
-  if (ec) co_return timeoutOr(conn, ec, request.method + " " + request.target);
+  if (ec) co_return timeoutOr(conn, writeCut ? writeError : ec, request.method + " " + request.target);
   conn.close();
   Response res;
   res.status = static_cast<int>(parser.get().result_int());

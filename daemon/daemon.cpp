@@ -164,6 +164,36 @@ Status Daemon::start() {
   if (!mem) return Error("memory.source: " + mem.error().message);
   memorySource_ = std::move(*mem);
 
+  TrialService::Hooks hooks;
+  hooks.dispatchAllowed = [this](const std::string& model) {
+    if (!pauses_.dispatchAllowed()) return false;
+    return model.empty() || pauses_.dispatchAllowed(model);
+  };
+  hooks.onAttempt = [this](const AttemptReport& r) {
+    policy::AttemptOutcome o;
+    o.model = r.model;
+    o.outcome = policy::parseAttemptResult(r.outcome).value_or(policy::AttemptResult::ConnectionError);
+    o.at = r.at;
+    execute(recoveryPolicy_.onAttempt(o));
+    if (r.outcome == "ok" && r.evalCount && r.evalDuration) {
+      policy::EvalSample e;
+      e.model = r.model;
+      e.at = r.at;
+      e.evalCount = *r.evalCount;
+      e.evalDuration = *r.evalDuration;
+      execute(spillPolicy_.onEval(e));
+    }
+  };
+  hooks.onProgress = [this](const std::string& model) {
+    policy::TokenProgress p;
+    p.model = model;
+    p.at = now();
+    execute(recoveryPolicy_.onProgress(p));
+  };
+  hooks.onEvent = [this](const std::string& kind, const std::string& model, const json& d) { recordEvent(kind, model, d); };
+  trials_ = std::make_unique<TrialService>(ioc_, *store_, config_, *options_.clock, ollama_, hooks,
+                                           config_.maxConcurrency.resolve(appleSilicon()));
+
   http::ServerOptions opts;
   opts.maxBodyBytes = config_.maxBodyBytes;
   const unsigned self = ::getuid();
@@ -244,6 +274,7 @@ void Daemon::recordEvent(const std::string& kind, const std::string& model, cons
 void Daemon::record(const policy::PolicyEvent& e) { recordEvent(std::string(e.kindName()), e.model.value_or(""), e.detail); }
 
 void Daemon::execute(policy::Decision d, ActionSource source) {
+  if (d.empty()) return;
   for (auto& e : d.events) record(e);
   for (auto& action : d.actions) {
     spdlog::debug("action {}", policy::describe(action));
@@ -253,6 +284,11 @@ void Daemon::execute(policy::Decision d, ActionSource source) {
           if constexpr (std::is_same_v<A, policy::Pause> || std::is_same_v<A, policy::Resume> ||
                         std::is_same_v<A, policy::PauseModel> || std::is_same_v<A, policy::ResumeModel>) {
             for (auto& ev : pauses_.apply(action)) record(ev);
+            if constexpr (std::is_same_v<A, policy::PauseModel>) {
+              // Every request waiting on a stuck runner holds a reference that keeps the unload
+              // from happening (the incident's retries): cancel them, they are requeued.
+              if (trials_) trials_->interruptModel(a.model, "interrupted", "model paused for recovery");
+            }
           } else if constexpr (std::is_same_v<A, policy::SoftEvict>) {
             softEvict(a.model);
           } else if constexpr (std::is_same_v<A, policy::EvictAll>) {
@@ -271,6 +307,7 @@ void Daemon::execute(policy::Decision d, ActionSource source) {
         },
         action);
   }
+  if (trials_) trials_->kick();
 }
 
 void Daemon::softEvict(const std::string& model) {
@@ -303,6 +340,7 @@ void Daemon::killRunner(const std::string& model) {
     auto st = options_.platform->killVerified(it->second.identity, SIGKILL);
     if (st) {
       result.killed = true;
+      if (trials_) trials_->interruptModel(model, "killed", "oasisd killed the runner");
       json d;
       d["pid"] = it->second.identity.pid;
       d["signal"] = "SIGKILL";
@@ -361,6 +399,7 @@ net::awaitable<void> Daemon::restartFlow(std::string reason) {
   spdlog::warn("restarting ollama serve: {}", reason);
   net::steady_timer t(ioc_);
   error_code ec;
+  if (trials_) trials_->interruptModel("", "interrupted", "oasisd is restarting ollama serve");
   // Remember the runners: if serve dies without reaping them they are orphans to kill.
   auto orphans = runners_;
   if (serve_->running()) {
@@ -590,6 +629,7 @@ void Daemon::shutdown(std::function<void()> done) {
   probeTimer_.cancel();
   launchTimer_.cancel();
   api_->stop();
+  if (trials_) trials_->stop();
   for (auto& w : eventWaiters_) w->cancel();
   eventWaiters_.clear();
   net::co_spawn(ioc_, stopServerFlow(std::move(done)), logSpawnError);
@@ -761,6 +801,40 @@ std::optional<json> parseBody(const std::string& body, std::string& why) {
 net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWriter& w) {
   const auto& path = req.path;
   auto methodIs = [&](const char* m) { return req.method == m; };
+  if (trials_->handles(path)) {
+    co_await trials_->handle(req, w);
+    co_return;
+  }
+  if (path == "/api/generate" || path == "/api/chat") {
+    if (!methodIs("POST")) {
+      co_await w.send(405, "405 method not allowed", "text/plain", {});
+      co_return;
+    }
+    // Unload requests (empty prompt/messages with keep_alive 0) go straight to Ollama; so does
+    // a load request (empty prompt without keep_alive).
+    auto j = json::parse(req.body, nullptr, false);
+    bool emptyPrompt = j.is_object() &&
+                       (path == "/api/generate" ? (!j.contains("prompt") || j["prompt"] == "")
+                                                : (!j.contains("messages") || (j["messages"].is_array() && j["messages"].empty())));
+    if (emptyPrompt && j.contains("model") && j["model"].is_string()) {
+      if (j.contains("keep_alive") && (j["keep_alive"] == 0 || j["keep_alive"] == "0s" || j["keep_alive"] == "0")) {
+        policy::EvictRequest ev;
+        ev.model = j["model"];
+        ev.source = policy::EvictSource::Client;
+        ev.at = now();
+        execute(recoveryPolicy_.requestEvict(ev.model, ev.source, ev.at));
+      }
+      co_await passThrough(req, w);
+      co_return;
+    }
+    co_await trials_->handleCompat(req, w, path == "/api/chat" ? "chat" : "generate");
+    co_return;
+  }
+  if ((path == "/" && (methodIs("GET") || methodIs("HEAD"))) || path == "/api/version" || path == "/api/tags" ||
+      path == "/api/ps" || path == "/api/show") {
+    co_await passThrough(req, w);
+    co_return;
+  }
   bool known = path == "/v1/status" || path == "/v1/pause" || path == "/v1/resume" || path == "/v1/evict" ||
                path == "/v1/kill-runner" || path == "/v1/events" || path == "/v1/preflight" || path == "/metrics" ||
                path == "/v1/timeline";
@@ -913,6 +987,24 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     co_return;
   }
   co_await sendError(w, 404, "not_found", "no such endpoint: " + path);
+}
+
+net::awaitable<void> Daemon::passThrough(http::ServerRequest& req, http::ResponseWriter& w) {
+  http::Request up;
+  up.method = req.method;
+  up.target = req.target;
+  up.body = req.body;
+  up.contentType = req.header("content-type", "application/json");
+  auto r = co_await http::asyncFetch(ioc_.get_executor(), ollama_, up, ms(config_.ollama.psTimeoutS + 5));
+  if (!r) {
+    json e;
+    e["error"] = "oasisd could not reach Ollama at " + ollama_.toString() + ": " + r.error().message;
+    std::string text = e.dump();
+    co_await w.send(502, std::move(text), "application/json; charset=utf-8", {});
+    co_return;
+  }
+  std::string ct = r->header("content-type", "application/json; charset=utf-8");
+  co_await w.send(r->status, std::move(r->body), ct, {});
 }
 
 net::awaitable<void> Daemon::handleEvents(http::ServerRequest& req, http::ResponseWriter& w) {

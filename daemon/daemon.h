@@ -22,6 +22,7 @@
 #include "daemon/policy/spill_policy.h"
 #include "daemon/server_process.h"
 #include "daemon/store.h"
+#include "daemon/trials.h"
 
 namespace oasis {
 
@@ -63,6 +64,7 @@ class Daemon {
  private:
   boost::asio::awaitable<void> handle(http::ServerRequest& req, http::ResponseWriter& w);
   boost::asio::awaitable<void> handleEvents(http::ServerRequest& req, http::ResponseWriter& w);
+  boost::asio::awaitable<void> passThrough(http::ServerRequest& req, http::ResponseWriter& w);
 
   // effects
   enum class ActionSource { Server, Other };
@@ -98,6 +100,7 @@ class Daemon {
   std::unique_ptr<http::HttpServer> api_;
   std::unique_ptr<MemorySource> memorySource_;
   std::unique_ptr<ServerProcess> serve_;
+  std::unique_ptr<TrialService> trials_;
   policy::PauseSet pauses_;
   policy::MemoryPolicy memoryPolicy_;
   policy::RecoveryPolicy recoveryPolicy_;

@@ -20,9 +20,14 @@ if ! command -v apt-get >/dev/null; then
 fi
 
 for p in build-essential cmake ninja-build pkg-config libboost1.81-dev nlohmann-json3-dev libspdlog-dev \
-         libfmt-dev libsqlite3-dev catch2 ccache nodejs npm tmux util-linux procps; do
+         libfmt-dev libsqlite3-dev catch2 ccache; do
   have_pkg "$p" || need_apt+=("$p")
 done
+# Tools that may come from elsewhere than Debian (e.g. a Node.js from NodeSource): only
+# install Debian's when the command is missing, or apt would fight the existing install.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v tmux >/dev/null || need_apt+=(tmux)
 # A fresh Debian machine may lack only some of these; a machine that has them all skips apt entirely.
 if ((${#need_apt[@]})); then
   echo "deps: installing ${need_apt[*]}"

@@ -1,0 +1,763 @@
+#include "daemon/trials.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <deque>
+#include <spdlog/spdlog.h>
+
+namespace oasis {
+
+namespace net = boost::asio;
+using boost::system::error_code;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
+}
+
+std::string fnv1a(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+bool validUtf8(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
+    if (n < 0 || i + static_cast<std::size_t>(n) >= s.size() + (n == 0 ? 1 : 0)) {
+      if (n != 0) return false;
+    }
+    for (int k = 1; k <= n; ++k)
+      if (i + static_cast<std::size_t>(k) >= s.size() || (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) >> 6) != 0x2) return false;
+    i += static_cast<std::size_t>(n) + 1;
+  }
+  return true;
+}
+
+net::awaitable<void> sendJson(http::ResponseWriter& w, int status, const json& body) {
+  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  co_await w.send(status, std::move(text), "application/json", {});
+}
+net::awaitable<void> sendError(http::ResponseWriter& w, int status, std::string code, std::string message) {
+  std::string text = http::errorBody(code, message);
+  co_await w.send(status, std::move(text), "application/json", {});
+}
+// Ollama's own error shape, for the compatible surface.
+net::awaitable<void> sendOllamaError(http::ResponseWriter& w, int status, std::string message) {
+  json j;
+  j["error"] = message;
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  co_await w.send(status, std::move(text), "application/json; charset=utf-8", {});
+}
+
+bool retryableStatus(int status) { return status >= 500 || status == 429 || status == 408; }
+
+}  // namespace
+
+Result<TrialSpec> parseTrialSpec(const json& j, int defaultMaxAttempts, const std::string& defaultRun) {
+  if (!j.is_object()) return Error("trial spec must be a JSON object");
+  static const std::set<std::string> known = {"model", "kind", "request", "run", "key", "max_attempts"};
+  for (auto& [k, v] : j.items())
+    if (!known.count(k)) return Error("unknown field '" + k + "'");
+  TrialSpec s;
+  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
+    return Error("field 'model' is required and must be a non-empty string");
+  s.model = j["model"];
+  if (j.contains("kind") && !j["kind"].is_string()) return Error("field 'kind' must be \"generate\" or \"chat\"");
+  s.kind = j.value("kind", std::string("generate"));
+  if (s.kind != "generate" && s.kind != "chat") return Error("field 'kind' must be \"generate\" or \"chat\"");
+  if (!j.contains("request") || !j["request"].is_object()) return Error("field 'request' is required and must be an object");
+  s.request = j["request"];
+  s.request.erase("model");
+  s.request.erase("stream");
+  if (s.kind == "chat" && (!s.request.contains("messages") || !s.request["messages"].is_array()))
+    return Error("field 'request.messages' must be an array for a chat trial");
+  if (s.kind == "generate" && s.request.contains("prompt") && !s.request["prompt"].is_string())
+    return Error("field 'request.prompt' must be a string");
+  if (j.contains("run") && (!j["run"].is_string() || j["run"].get<std::string>().empty()))
+    return Error("field 'run' must be a non-empty string");
+  s.run = j.value("run", defaultRun);
+  if (j.contains("key")) {
+    if (!j["key"].is_string() || j["key"].get<std::string>().empty() || j["key"].get<std::string>().size() > 512)
+      return Error("field 'key' must be a non-empty string of at most 512 bytes");
+    s.key = j["key"].get<std::string>();
+  }
+  s.maxAttempts = defaultMaxAttempts;
+  if (j.contains("max_attempts")) {
+    if (!j["max_attempts"].is_number_integer()) return Error("field 'max_attempts' must be an integer");
+    auto m = j["max_attempts"].get<long long>();
+    if (m < 1 || m > 100) return Error("field 'max_attempts' must be between 1 and 100");
+    s.maxAttempts = static_cast<int>(m);
+  }
+  json canonical = {{"model", s.model}, {"kind", s.kind}, {"request", s.request}, {"run", s.run}, {"max_attempts", s.maxAttempts}};
+  s.hash = fnv1a(canonical.dump(-1, ' ', false, json::error_handler_t::replace));
+  return s;
+}
+
+TrialService::TrialService(net::io_context& ioc, Store& store, const Config& config, Clock& clock,
+                           http::Endpoint ollama, Hooks hooks, int maxConcurrency)
+    : ioc_(ioc),
+      store_(store),
+      config_(config),
+      clock_(clock),
+      ollama_(std::move(ollama)),
+      hooks_(std::move(hooks)),
+      maxConcurrency_(maxConcurrency),
+      retryTimer_(ioc) {}
+
+bool TrialService::handles(const std::string& path) const {
+  return path == "/v1/trials" || path.rfind("/v1/trials/", 0) == 0;
+}
+
+std::chrono::milliseconds TrialService::retryDelay(int attemptsUsed) const {
+  double d = config_.retry.initialBackoffS * std::pow(2.0, std::max(0, attemptsUsed - 1));
+  return ms(std::min(d, config_.retry.maxBackoffS));
+}
+
+void TrialService::kick() {
+  if (dispatchPosted_ || stopped_) return;
+  dispatchPosted_ = true;
+  net::post(ioc_, [this] {
+    dispatchPosted_ = false;
+    dispatch();
+  });
+}
+
+void TrialService::dispatch() {
+  if (stopped_) return;
+  int free = maxConcurrency_ - static_cast<int>(inflight_.size());
+  if (free <= 0) return;
+  if (!hooks_.dispatchAllowed("")) return;
+  // Models paused for recovery, and trials in retry backoff, are skipped.
+  std::vector<std::string> excluded;
+  auto now = clock_.steadyNow();
+  std::optional<SteadyTime> nextRetry;
+  std::vector<TrialRow> candidates;
+  try {
+    candidates = store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
+  } catch (const std::exception& e) {
+    spdlog::error("dispatch: {}", e.what());
+    return;
+  }
+  for (auto& t : candidates) {
+    if (free <= 0) break;
+    if (!hooks_.dispatchAllowed(t.model)) continue;
+    if (auto nb = notBefore_.find(t.id); nb != notBefore_.end()) {
+      if (nb->second > now) {
+        if (!nextRetry || nb->second < *nextRetry) nextRetry = nb->second;
+        continue;
+      }
+      notBefore_.erase(nb);
+    }
+    std::int64_t attemptId;
+    try {
+      attemptId = store_.startAttempt(t.id, clock_.wallNow());
+    } catch (const std::exception& e) {
+      spdlog::error("cannot start attempt for trial {}: {}", t.id, e.what());
+      continue;
+    }
+    InFlight f;
+    f.trialId = t.id;
+    f.attemptId = attemptId;
+    f.model = t.model;
+    inflight_[attemptId] = f;
+    --free;
+    net::co_spawn(ioc_, runAttempt(std::move(t), attemptId), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("attempt failed unexpectedly: {}", ex.what());
+      }
+    });
+  }
+  if (nextRetry) {
+    retryTimer_.expires_at(net::steady_timer::clock_type::now() +
+                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(*nextRetry - now));
+    retryTimer_.async_wait([this](error_code ec) {
+      if (!ec) kick();
+    });
+  }
+}
+
+void TrialService::interruptModel(const std::string& model, const std::string& outcome, const std::string& why) {
+  for (auto& [id, f] : inflight_) {
+    if (!model.empty() && f.model != model) continue;
+    if (!f.interruptOutcome.empty()) continue;
+    f.interruptOutcome = outcome;
+    f.interruptWhy = why;
+    if (f.stream) f.stream->close();
+  }
+}
+
+void TrialService::stop() {
+  stopped_ = true;
+  retryTimer_.cancel();
+  interruptModel("", "interrupted", "oasisd is shutting down");
+}
+
+void TrialService::finished(std::int64_t trialId) {
+  auto range = waiters_.equal_range(trialId);
+  for (auto it = range.first; it != range.second; ++it) it->second->cancel();
+  waiters_.erase(range.first, range.second);
+}
+
+net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto t = store_.trial(id);
+    if (!t) co_return std::nullopt;
+    if (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") co_return t;
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= 0s) co_return t;
+    auto timer = std::make_shared<net::steady_timer>(ioc_);
+    timer->expires_after(left);
+    waiters_.emplace(id, timer);
+    error_code ec;
+    co_await timer->async_wait(net::redirect_error(net::use_awaitable, ec));
+    if (!ec) co_return store_.trial(id);  // deadline passed
+  }
+}
+
+net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attemptId) {
+  const auto started = clock_.steadyNow();
+  const auto startedWall = clock_.wallNow();
+  json body = trial.request;
+  body["model"] = trial.model;
+  body["stream"] = true;  // always: token-level liveness needs the stream
+  http::Request req;
+  req.method = "POST";
+  req.target = trial.kind == "chat" ? "/api/chat" : "/api/generate";
+  req.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  const auto total = ms(config_.requestTimeoutS);
+  const auto firstTokenLimit = std::min(ms(config_.firstTokenTimeoutS), total);
+  const auto stallLimit = ms(config_.stallTimeoutS);
+
+  http::StreamOptions opt;
+  opt.connectTimeout = std::min(std::chrono::milliseconds(5000), firstTokenLimit);
+  // Ollama writes headers with the first chunk: the head arriving is the first token.
+  opt.headTimeout = firstTokenLimit;
+
+  std::string outcome = "ok", error;
+  bool retryable = true;
+  std::optional<double> firstTokenMs;
+  json final;
+  std::string text, thinking;
+  json toolCalls = json::array();
+  std::string role = "assistant";
+  int status = 0;
+
+  auto elapsed = [&] { return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steadyNow() - started); };
+  auto opened = co_await http::openLineStream(ioc_.get_executor(), ollama_, req, opt);
+  std::unique_ptr<http::LineStream> stream;
+  if (!opened) {
+    outcome = opened.error().code == ETIMEDOUT ? "timeout" : "connection_error";
+    error = opened.error().code == ETIMEDOUT ? "no response within first_token_timeout_s (" +
+                                                   std::to_string(config_.firstTokenTimeoutS) + " s)"
+                                             : opened.error().message;
+  } else {
+    stream = std::move(*opened);
+    if (auto it = inflight_.find(attemptId); it != inflight_.end()) it->second.stream = stream.get();
+    status = stream->head().status;
+    if (status != 200) {
+      // Ollama's error body is one JSON object.
+      std::string bodyText;
+      for (int i = 0; i < 64; ++i) {
+        auto line = co_await stream->nextLine(5s);
+        if (!line || !*line) break;
+        bodyText += **line;
+      }
+      auto j = json::parse(bodyText, nullptr, false);
+      error = j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
+                                                                              : "HTTP " + std::to_string(status);
+      outcome = "http_error";
+      retryable = retryableStatus(status);
+    } else {
+      bool first = true;
+      for (;;) {
+        auto used = elapsed();
+        if (used >= total) {
+          outcome = "timeout";
+          error = "no final response within request_timeout_s (" + std::to_string(config_.requestTimeoutS) + " s)";
+          break;
+        }
+        auto wait = std::min(first ? firstTokenLimit - used : stallLimit, total - used);
+        if (wait.count() <= 0) wait = std::chrono::milliseconds(1);
+        auto line = co_await stream->nextLine(wait);
+        if (!line) {
+          if (line.error().code == ETIMEDOUT) {
+            if (elapsed() >= total) {
+              outcome = "timeout";
+              error = "no final response within request_timeout_s (" + std::to_string(config_.requestTimeoutS) + " s)";
+            } else if (first) {
+              outcome = "timeout";
+              error = "no token within first_token_timeout_s (" + std::to_string(config_.firstTokenTimeoutS) + " s)";
+            } else {
+              outcome = "stalled";
+              error = "no token for stall_timeout_s (" + std::to_string(config_.stallTimeoutS) + " s)";
+            }
+          } else {
+            outcome = "connection_error";
+            error = line.error().message;
+          }
+          break;
+        }
+        if (!line->has_value()) {
+          outcome = "connection_error";
+          error = "stream ended before the final chunk";
+          break;
+        }
+        if ((*line)->empty()) continue;
+        auto chunk = json::parse(**line, nullptr, false);
+        if (!chunk.is_object()) {
+          outcome = "http_error";
+          error = "Ollama sent a line that is not a JSON object";
+          break;
+        }
+        if (chunk.contains("error")) {
+          // A mid-stream failure: Ollama keeps the 200 and ends with {"error": ...}.
+          outcome = "http_error";
+          error = chunk["error"].is_string() ? chunk["error"].get<std::string>() : chunk["error"].dump();
+          break;
+        }
+        if (first) {
+          firstTokenMs = std::chrono::duration<double, std::milli>(clock_.steadyNow() - started).count();
+          first = false;
+        }
+        if (trial.kind == "chat") {
+          if (chunk.contains("message") && chunk["message"].is_object()) {
+            auto& m = chunk["message"];
+            if (m.contains("content") && m["content"].is_string()) text += m["content"].get<std::string>();
+            if (m.contains("thinking") && m["thinking"].is_string()) thinking += m["thinking"].get<std::string>();
+            if (m.contains("role") && m["role"].is_string()) role = m["role"];
+            if (m.contains("tool_calls") && m["tool_calls"].is_array())
+              for (auto& tc : m["tool_calls"]) toolCalls.push_back(tc);
+          }
+        } else {
+          if (chunk.contains("response") && chunk["response"].is_string()) text += chunk["response"].get<std::string>();
+          if (chunk.contains("thinking") && chunk["thinking"].is_string()) thinking += chunk["thinking"].get<std::string>();
+        }
+        if (auto sink = chunkSinks_.find(trial.id); sink != chunkSinks_.end()) sink->second(**line);  // Ollama's bytes, as sent
+        auto now = clock_.steadyNow();
+        if (hooks_.onProgress) {
+          auto& last = lastProgress_[trial.model];
+          if (now - last >= 500ms) {
+            last = now;
+            hooks_.onProgress(trial.model);
+          }
+        }
+        if (chunk.value("done", false)) {
+          final = chunk;
+          break;
+        }
+      }
+    }
+    stream->close();
+  }
+
+  InFlight f;
+  if (auto it = inflight_.find(attemptId); it != inflight_.end()) {
+    f = it->second;
+    inflight_.erase(it);
+  }
+  bool counted = true;
+  if (!f.interruptOutcome.empty() && outcome != "ok") {
+    // oasisd cut this attempt short (kill, restart, recovery, shutdown): not the trial's fault.
+    outcome = f.interruptOutcome;
+    error = f.interruptWhy;
+    counted = false;
+    retryable = true;
+  }
+
+  AttemptRow row;
+  row.id = attemptId;
+  row.trialId = trial.id;
+  row.startedAt = startedWall;
+  row.endedAt = clock_.wallNow();
+  row.outcome = outcome;
+  row.error = error;
+  row.latencyMs = std::chrono::duration<double, std::milli>(clock_.steadyNow() - started).count();
+  row.firstTokenMs = firstTokenMs;
+  row.countsAgainstBudget = counted;
+  if (final.is_object()) {
+    if (final.contains("load_duration") && final["load_duration"].is_number())
+      row.loadDurationMs = final["load_duration"].get<double>() / 1e6;
+    if (final.contains("eval_count") && final["eval_count"].is_number_integer())
+      row.evalCount = final["eval_count"].get<std::int64_t>();
+    if (final.contains("eval_duration") && final["eval_duration"].is_number())
+      row.evalDurationMs = final["eval_duration"].get<double>() / 1e6;
+  }
+
+  auto sinkIt = chunkSinks_.find(trial.id);
+  bool streamedToClient = sinkIt != chunkSinks_.end() && firstTokenMs.has_value();
+  bool retried = false;
+  try {
+    store_.finishAttempt(row);
+    auto current = store_.trial(trial.id, false);
+    bool stillOurs = current && current->state == "running";
+    if (!stillOurs) {
+      // Cancelled meanwhile: the trial already ended in the store.
+    } else if (outcome == "ok") {
+      json response = final;
+      if (trial.kind == "chat") {
+        json msg;
+        msg["role"] = role;
+        msg["content"] = text;
+        if (!thinking.empty()) msg["thinking"] = thinking;
+        if (!toolCalls.empty()) msg["tool_calls"] = toolCalls;
+        response["message"] = msg;
+      } else {
+        response["response"] = text;
+        if (!thinking.empty()) response["thinking"] = thinking;
+      }
+      store_.markTrialSucceeded(trial.id, clock_.wallNow(), response, counted);
+    } else if (!retryable || (streamedToClient && counted)) {
+      // 400/404 won't get better with a retry; a client stream that already received tokens
+      // ended with Ollama's error line and cannot be replayed.
+      store_.markTrialFailed(trial.id, clock_.wallNow(), error, counted);
+    } else if (counted && trial.attemptsUsed + 1 >= trial.maxAttempts) {
+      store_.markTrialFailed(trial.id, clock_.wallNow(), error, counted);
+    } else {
+      store_.markTrialQueued(trial.id, counted);
+      retried = true;
+      if (counted) notBefore_[trial.id] = clock_.steadyNow() + retryDelay(trial.attemptsUsed + 1);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("could not record attempt {} of trial {}: {}", attemptId, trial.id, e.what());
+  }
+  if (outcome != "ok")
+    spdlog::warn("trial {} attempt on {}: {} ({}){}", trial.id, trial.model, outcome, error, retried ? ", requeued" : "");
+  if (retried && hooks_.onEvent) {
+    json d;
+    d["trial"] = trial.id;
+    d["outcome"] = outcome;
+    d["error"] = error;
+    d["counted"] = counted;
+    hooks_.onEvent("trial_retried", trial.model, d);
+  }
+  if (hooks_.onAttempt) {
+    AttemptReport rep;
+    rep.model = trial.model;
+    rep.outcome = outcome;
+    rep.at = clock_.steadyNow();
+    rep.trialId = trial.id;
+    rep.retried = retried;
+    rep.error = error;
+    if (row.evalCount) rep.evalCount = static_cast<std::uint64_t>(*row.evalCount);
+    if (final.is_object() && final.contains("eval_duration") && final["eval_duration"].is_number_integer())
+      rep.evalDuration = std::chrono::nanoseconds(final["eval_duration"].get<std::int64_t>());
+    hooks_.onAttempt(rep);
+  }
+  finished(trial.id);
+  kick();
+}
+
+// ---------------------------------------------------------------------------- HTTP
+
+net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::ResponseWriter& w) {
+  auto now = clock_.wallNow();
+  if (req.path == "/v1/trials" || req.path == "/v1/trials/batch") {
+    bool batch = req.path == "/v1/trials/batch";
+    if (req.method == "GET" && !batch) {
+      std::optional<std::string> run, state;
+      if (req.query.count("run")) run = req.query.at("run");
+      if (req.query.count("state")) {
+        state = req.query.at("state");
+        static const std::set<std::string> states = {"queued", "running", "succeeded", "failed", "cancelled"};
+        if (!states.count(*state)) {
+          co_await sendError(w, 400, "invalid_query", "state must be one of queued, running, succeeded, failed, cancelled");
+          co_return;
+        }
+      }
+      long long limit = 100, after = 0;
+      try {
+        if (req.query.count("limit")) limit = std::stoll(req.query.at("limit"));
+        if (req.query.count("after")) after = std::stoll(req.query.at("after"));
+      } catch (...) {
+        limit = -1;
+      }
+      if (limit < 1 || limit > 10000 || after < 0) {
+        co_await sendError(w, 400, "invalid_query", "limit must be 1..10000 and after a non-negative trial id");
+        co_return;
+      }
+      auto rows = store_.listTrials(run, state, after, static_cast<int>(limit));
+      json out;
+      out["trials"] = json::array();
+      for (auto& t : rows) out["trials"].push_back(t.toJson());
+      out["next"] = static_cast<long long>(rows.size()) == limit ? json(rows.back().id) : json();
+      co_await sendJson(w, 200, out);
+      co_return;
+    }
+    if (req.method != "POST") {
+      co_await sendError(w, 405, "method_not_allowed", req.method + " is not allowed on " + req.path);
+      co_return;
+    }
+    if (!validUtf8(req.body)) {
+      co_await sendError(w, 400, "invalid_body", "body is not valid UTF-8");
+      co_return;
+    }
+    auto j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded()) {
+      co_await sendError(w, 400, "invalid_body", "body is not valid JSON");
+      co_return;
+    }
+    std::vector<Store::NewTrial> news;
+    if (batch) {
+      if (!j.is_object() || !j.contains("trials") || !j["trials"].is_array() || j["trials"].empty()) {
+        co_await sendError(w, 400, "invalid_body", "field 'trials' must be a non-empty array of trial specs");
+        co_return;
+      }
+      std::size_t i = 0;
+      for (auto& t : j["trials"]) {
+        auto spec = parseTrialSpec(t, config_.maxAttempts, "default");
+        if (!spec) {
+          co_await sendError(w, 400, "invalid_body", "trials[" + std::to_string(i) + "]: " + spec.error().message);
+          co_return;
+        }
+        news.push_back({spec->run, spec->model, spec->kind, spec->hash, spec->key, spec->request, spec->maxAttempts});
+        ++i;
+      }
+    } else {
+      auto spec = parseTrialSpec(j, config_.maxAttempts, "default");
+      if (!spec) {
+        co_await sendError(w, 400, "invalid_body", spec.error().message);
+        co_return;
+      }
+      news.push_back({spec->run, spec->model, spec->kind, spec->hash, spec->key, spec->request, spec->maxAttempts});
+    }
+    std::optional<double> waitS;
+    if (req.query.count("wait")) {
+      try {
+        waitS = std::stod(req.query.at("wait"));
+      } catch (...) {
+        waitS = -1;
+      }
+      if (*waitS < 0 || *waitS > 3600) {
+        co_await sendError(w, 400, "invalid_query", "wait must be a number of seconds in 0..3600");
+        co_return;
+      }
+    }
+    if (store_.queuedCount() + static_cast<std::int64_t>(news.size()) > config_.queueLimit) {
+      co_await sendError(w, 429, "queue_full",
+                         "the queue holds " + std::to_string(store_.queuedCount()) + " trials (queue_limit " +
+                             std::to_string(config_.queueLimit) + ")");
+      co_return;
+    }
+    std::vector<Store::Inserted> ids;
+    int failStatus = 0;
+    std::string failCode, failMessage;
+    try {
+      ids = store_.insertTrials(news, now);
+    } catch (const Store::KeyConflict& e) {
+      failStatus = 409;
+      failCode = "key_conflict";
+      failMessage = e.what();
+    } catch (const SqliteError& e) {
+      failStatus = 503;
+      failCode = "storage_unavailable";
+      failMessage = std::string("cannot store the trial: ") + e.what();
+    }
+    if (failStatus) {
+      co_await sendError(w, failStatus, failCode, failMessage);
+      co_return;
+    }
+    kick();
+    if (batch) {
+      json out;
+      out["ids"] = json::array();
+      for (auto& i : ids) out["ids"].push_back(i.id);
+      co_await sendJson(w, 202, out);
+      co_return;
+    }
+    auto id = ids[0].id;
+    if (waitS) {
+      auto t = co_await waitForEnd(id, ms(*waitS));
+      if (t && (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled")) {
+        co_await sendJson(w, 200, t->toJson());
+        co_return;
+      }
+    }
+    auto t = store_.trial(id, false);
+    json out;
+    out["id"] = id;
+    out["state"] = t ? t->state : "queued";
+    co_await sendJson(w, 202, out);
+    co_return;
+  }
+
+  // /v1/trials/ID
+  std::string idText = req.path.substr(std::string("/v1/trials/").size());
+  std::int64_t id = 0;
+  bool numeric = !idText.empty() && idText.size() <= 18 && idText.find_first_not_of("0123456789") == std::string::npos;
+  if (numeric) id = std::stoll(idText);
+  auto t = numeric ? store_.trial(id) : std::nullopt;
+  if (!t) {
+    co_await sendError(w, 404, "not_found", "no trial with id '" + idText + "'");
+    co_return;
+  }
+  if (req.method == "GET") {
+    co_await sendJson(w, 200, t->toJson());
+    co_return;
+  }
+  if (req.method == "DELETE") {
+    if (store_.cancelTrial(id, now)) {
+      for (auto& [aid, f] : inflight_)
+        if (f.trialId == id) {
+          f.cancelled = true;
+          f.interruptOutcome = "interrupted";
+          f.interruptWhy = "trial cancelled";
+          if (f.stream) f.stream->close();
+        }
+      finished(id);
+    }
+    co_await sendJson(w, 200, store_.trial(id)->toJson());
+    co_return;
+  }
+  co_await sendError(w, 405, "method_not_allowed", req.method + " is not allowed on " + req.path);
+}
+
+net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::ResponseWriter& w, const std::string& kind) {
+  auto j = json::parse(req.body, nullptr, false);
+  if (req.body.empty()) {
+    co_await sendOllamaError(w, 400, "missing request body");
+    co_return;
+  }
+  if (j.is_discarded() || !j.is_object()) {
+    co_await sendOllamaError(w, 400, "invalid JSON body");
+    co_return;
+  }
+  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty()) {
+    co_await sendOllamaError(w, 400, "model is required");
+    co_return;
+  }
+  bool stream = !j.contains("stream") || !j["stream"].is_boolean() || j["stream"].get<bool>();
+  json spec;
+  spec["model"] = j["model"];
+  spec["kind"] = kind;
+  json request = j;
+  request.erase("model");
+  request.erase("stream");
+  spec["request"] = request;
+  spec["run"] = req.header("x-oasis-run", "ollama-compat");
+  if (auto key = req.header("x-oasis-trial-key"); !key.empty()) spec["key"] = key;
+  auto parsed = parseTrialSpec(spec, config_.maxAttempts, "ollama-compat");
+  if (!parsed) {
+    co_await sendOllamaError(w, 400, parsed.error().message);
+    co_return;
+  }
+  std::vector<Store::Inserted> ids;
+  int failStatus = 0;
+  std::string failMessage;
+  try {
+    ids = store_.insertTrials({{parsed->run, parsed->model, parsed->kind, parsed->hash, parsed->key, parsed->request,
+                                parsed->maxAttempts}},
+                              clock_.wallNow());
+  } catch (const Store::KeyConflict& e) {
+    failStatus = 409;
+    failMessage = e.what();
+  } catch (const std::exception& e) {
+    failStatus = 503;
+    failMessage = std::string("oasisd cannot store the request: ") + e.what();
+  }
+  if (failStatus) {
+    co_await sendOllamaError(w, failStatus, failMessage);
+    co_return;
+  }
+  const auto id = ids[0].id;
+
+  struct Pipe {
+    std::deque<std::string> chunks;
+    std::shared_ptr<net::steady_timer> signal;
+    bool any = false;
+  };
+  auto pipe = std::make_shared<Pipe>();
+  pipe->signal = std::make_shared<net::steady_timer>(ioc_);
+  if (stream) {
+    chunkSinks_[id] = [pipe](const std::string& line) {
+      pipe->chunks.push_back(line);
+      pipe->signal->cancel();
+    };
+  }
+  kick();
+  // The whole call is bounded: every attempt may take request_timeout_s plus backoff.
+  auto bound = ms(config_.requestTimeoutS * config_.maxAttempts + config_.retry.maxBackoffS * config_.maxAttempts + 60);
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  std::optional<TrialRow> end;
+  bool began = false;
+  for (;;) {
+    if (w.clientGone()) break;
+    while (stream && !pipe->chunks.empty()) {
+      if (!began) {
+        began = co_await w.beginStream(200, "application/x-ndjson");
+      }
+      std::string line = pipe->chunks.front() + "\n";
+      pipe->chunks.pop_front();
+      co_await w.writeChunk(std::move(line));
+    }
+    auto t = store_.trial(id, false);
+    if (!t || t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") {
+      end = t;
+      if (stream && !pipe->chunks.empty()) continue;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    // Wake on a chunk, on the trial's end, or every 200 ms as a backstop.
+    pipe->signal->expires_after(200ms);
+    waiters_.emplace(id, pipe->signal);
+    error_code ec;
+    co_await pipe->signal->async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  chunkSinks_.erase(id);
+  if (w.clientGone() || !end) {
+    // Like Ollama: a client that goes away cancels its request (and so its runner reference).
+    if (store_.cancelTrial(id, clock_.wallNow())) {
+      for (auto& [aid, f] : inflight_)
+        if (f.trialId == id) {
+          f.cancelled = true;
+          f.interruptOutcome = "interrupted";
+          f.interruptWhy = "client went away";
+          if (f.stream) f.stream->close();
+        }
+    }
+    if (!w.clientGone() && !w.started()) co_await sendOllamaError(w, 500, "oasisd gave up waiting for the trial");
+    co_return;
+  }
+  if (end->state == "succeeded") {
+    if (!stream) {
+      std::string text = end->response.dump(-1, ' ', false, json::error_handler_t::replace);
+      co_await w.send(200, std::move(text), "application/json; charset=utf-8", {});
+    } else if (!began) {
+      // Defensive: a success with no chunk seen (should not happen): send the final object.
+      std::string text = end->response.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+      co_await w.beginStream(200, "application/x-ndjson");
+      co_await w.writeChunk(std::move(text));
+    }
+    co_return;
+  }
+  std::string message = end->error.value_or(end->state == "cancelled" ? "request canceled" : "trial failed");
+  if (began) {
+    json e;
+    e["error"] = message;
+    std::string line = e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    co_await w.writeChunk(std::move(line));
+    co_return;
+  }
+  int status = 500;
+  if (message.find("not found") != std::string::npos) status = 404;
+  co_await sendOllamaError(w, status, message);
+}
+
+}  // namespace oasis

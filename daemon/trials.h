@@ -1,0 +1,112 @@
+#pragma once
+// Trials: the queue (in SQLite), the dispatcher and the executor with token-level liveness.
+//
+// Every attempt talks to Ollama with stream:true, whatever the client asked for, so the
+// executor knows the time to first token and every gap between tokens: a stall is detected in
+// stall_timeout_s, not at request_timeout_s. On any failure the upstream connection is closed,
+// which is what makes Ollama drop the request's reference on its runner (ollama-behaviour.md
+// §3) — the incident's retries kept the "Stopping..." deadlock alive because they didn't.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/http.h"
+#include "daemon/store.h"
+
+namespace oasis {
+
+// What the executor tells the supervisor after each attempt and on token progress.
+struct AttemptReport {
+  std::string model;
+  std::string outcome;  // ok|timeout|stalled|http_error|connection_error|killed|interrupted
+  SteadyTime at{};
+  std::optional<std::uint64_t> evalCount;
+  std::optional<std::chrono::nanoseconds> evalDuration;
+  bool retried = false;
+  std::int64_t trialId = 0;
+  int attempt = 0;
+  std::string error;
+};
+
+// Validated trial spec, or the reason it is invalid (naming the field).
+struct TrialSpec {
+  std::string model, kind, run;
+  std::optional<std::string> key;
+  nlohmann::json request;
+  int maxAttempts = 3;
+  std::string hash;
+};
+Result<TrialSpec> parseTrialSpec(const nlohmann::json& j, int defaultMaxAttempts, const std::string& defaultRun);
+
+class TrialService {
+ public:
+  struct Hooks {
+    std::function<bool(const std::string& model)> dispatchAllowed;
+    std::function<void(const AttemptReport&)> onAttempt;
+    std::function<void(const std::string& model)> onProgress;  // throttled per model
+    std::function<void(const std::string& kind, const std::string& model, const nlohmann::json&)> onEvent;
+  };
+
+  TrialService(boost::asio::io_context& ioc, Store& store, const Config& config, Clock& clock,
+               http::Endpoint ollama, Hooks hooks, int maxConcurrency);
+
+  // Routes /v1/trials, /v1/trials/batch, /v1/trials/ID. Returns false if the path isn't ours.
+  bool handles(const std::string& path) const;
+  boost::asio::awaitable<void> handle(http::ServerRequest& req, http::ResponseWriter& w);
+
+  // Called whenever the pause set or the server changed: dispatch what may run now.
+  void kick();
+  // Cancel in-flight attempts on a model (oasisd's own action): they are requeued without
+  // counting against max_attempts. Empty model = every in-flight attempt.
+  void interruptModel(const std::string& model, const std::string& outcome, const std::string& why);
+  void setMaxConcurrency(int n) { maxConcurrency_ = n; kick(); }
+  void stop();  // interrupt all, stop dispatching
+  std::size_t inFlight() const { return inflight_.size(); }
+
+  // The Ollama-compatible surface: one trial, streamed back to the client in Ollama's format.
+  boost::asio::awaitable<void> handleCompat(http::ServerRequest& req, http::ResponseWriter& w, const std::string& kind);
+
+ private:
+  struct InFlight {
+    std::int64_t trialId = 0;
+    std::int64_t attemptId = 0;
+    std::string model;
+    http::LineStream* stream = nullptr;
+    std::string interruptOutcome;  // set when oasisd cut it short
+    std::string interruptWhy;
+    bool cancelled = false;        // the client cancelled the trial
+  };
+
+  boost::asio::awaitable<void> runAttempt(TrialRow trial, std::int64_t attemptId);
+  void dispatch();
+  void finished(std::int64_t trialId);
+  boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout);
+  std::chrono::milliseconds retryDelay(int attemptsUsed) const;
+
+  boost::asio::io_context& ioc_;
+  Store& store_;
+  const Config& config_;
+  Clock& clock_;
+  http::Endpoint ollama_;
+  Hooks hooks_;
+  int maxConcurrency_;
+  bool stopped_ = false;
+  bool dispatchPosted_ = false;
+  std::map<std::int64_t, InFlight> inflight_;  // by attempt id
+  std::map<std::int64_t, SteadyTime> notBefore_;  // retry backoff, by trial id
+  boost::asio::steady_timer retryTimer_;
+  std::map<std::string, SteadyTime> lastProgress_;
+  // Waiters for a trial to end (?wait=S and compat calls): timers cancelled on end.
+  std::multimap<std::int64_t, std::shared_ptr<boost::asio::steady_timer>> waiters_;
+  // Live token forwarding for compat streams: trial id -> sink for response chunks.
+  std::map<std::int64_t, std::function<void(const std::string& line)>> chunkSinks_;
+};
+
+}  // namespace oasis

@@ -1,0 +1,248 @@
+// Trials through a real oasisd: submit, liveness timeouts, retries, recovery, crash safety, and
+// the Ollama-compatible surface, against fake-ollama with faults from its switchboard.
+#include <signal.h>
+
+#include <random>
+#include <set>
+
+#include "catch.h"
+#include "support/fake_ollama.h"
+#include "support/oasisd.h"
+
+using namespace oasis;
+using namespace oasis::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+json fastConfig(json extra = json::object()) {
+  json c = {{"stall_timeout_s", 1},
+            {"first_token_timeout_s", 3},
+            {"request_timeout_s", 20},
+            {"ollama_evict_threshold", 2},
+            {"stopping_grace_s", 1},
+            {"retry", {{"initial_backoff_s", 0.05}, {"max_backoff_s", 0.2}}}};
+  c.merge_patch(extra);
+  return c;
+}
+
+void faults(const Oasisd& d, const json& f) {
+  auto r = http::fetch(d.ollama(), {"POST", "/_fake/faults", f.dump(), "application/json", {}}, 5s);
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+}
+
+json submitWait(const Oasisd& d, const json& spec, int waitS = 60) {
+  auto r = d.request("POST", "/v1/trials?wait=" + std::to_string(waitS), spec.dump());
+  auto j = json::parse(r.body, nullptr, false);
+  INFO(r.body);
+  REQUIRE(j.is_object());
+  return j;
+}
+
+bool allEnded(const Oasisd& d, std::size_t total) {
+  auto s = d.get("/v1/status")["trials"];
+  return s["succeeded"].get<std::size_t>() + s["failed"].get<std::size_t>() + s["cancelled"].get<std::size_t>() == total;
+}
+
+}  // namespace
+
+TEST_CASE("A trial submitted with ?wait returns its full record", "[oasisd][trials]") {
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  auto t = submitWait(d, {{"model", "tiny:latest"}, {"request", {{"prompt", "hello"}}}, {"run", "r1"}});
+  CHECK(t["state"] == "succeeded");
+  CHECK(t["run"] == "r1");
+  CHECK(t["response"]["done"] == true);
+  CHECK(t["response"]["response"].get<std::string>().size() > 0);
+  REQUIRE(t["attempts"].size() == 1);
+  auto a = t["attempts"][0];
+  CHECK(a["outcome"] == "ok");
+  CHECK(a["eval_count"].get<int>() == 16);
+  CHECK(a["first_token_ms"].get<double>() > 0);
+  CHECK(a["latency_ms"].get<double>() >= a["first_token_ms"].get<double>());
+  // GET and list agree.
+  CHECK(d.get("/v1/trials/" + std::to_string(t["id"].get<int>()))["state"] == "succeeded");
+  auto list = d.get("/v1/trials?run=r1&state=succeeded");
+  CHECK(list["trials"].size() == 1);
+}
+
+TEST_CASE("A stall is detected within stall_timeout_s + 1 s, then the trial is retried and succeeds",
+          "[oasisd][trials][liveness]") {
+  Oasisd d(fastConfig({{"request_timeout_s", 60}, {"ollama_evict_threshold", 1}}));
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  REQUIRE(submitWait(d, {{"model", "tiny:latest"}, {"request", {{"prompt", "warm"}}}})["state"] == "succeeded");
+  faults(d, {{"hang_after_tokens", 3}, {"hang_count", 1}});
+  auto t = submitWait(d, {{"model", "tiny:latest"}, {"request", {{"prompt", "hang"}}}});
+  CHECK(t["state"] == "succeeded");
+  REQUIRE(t["attempts"].size() >= 2);
+  auto first = t["attempts"][0];
+  CHECK(first["outcome"] == "stalled");
+  // stall_timeout_s = 1: detected well before request_timeout_s (60 s).
+  CHECK(first["latency_ms"].get<double>() < (1.0 + 1.0) * 1000 + first["first_token_ms"].get<double>());
+  CHECK_FALSE(d.eventsOfKind("stall_detected").empty());
+}
+
+TEST_CASE("Bad trial specs get 400 naming the field, and the store is unchanged", "[oasisd][trials][api]") {
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  struct Case {
+    std::string body;
+    std::string mentions;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {R"({"request":{"prompt":"x"}})", "model", 400},
+      {R"({"model":"tiny:latest","kind":"embed","request":{}})", "kind", 400},
+      {R"({"model":"tiny:latest","kind":7,"request":{}})", "kind", 400},
+      {R"({"model":"tiny:latest"})", "request", 400},
+      {R"({"model":"tiny:latest","kind":"chat","request":{"prompt":"x"}})", "messages", 400},
+      {R"({"model":"tiny:latest","request":{},"max_attempts":-1})", "max_attempts", 400},
+      {R"({"model":"tiny:latest","request":{},"max_attempts":"3"})", "max_attempts", 400},
+      {R"({"model":"tiny:latest","request":{},"colour":"red"})", "colour", 400},
+      {"{broken", "JSON", 400},
+      {"\"just a string\"", "object", 400},
+      {std::string("{\"model\":\"tiny\xff\xfe\",\"request\":{}}"), "UTF-8", 400},
+      {std::string(9 * 1024 * 1024, ' '), "exceeds", 413},
+  };
+  for (auto& c : cases) {
+    INFO(c.body.substr(0, 80));
+    auto r = d.request("POST", "/v1/trials", c.body);
+    CHECK(r.status == c.status);
+    auto j = json::parse(r.body, nullptr, false);
+    REQUIRE(j.is_object());
+    CHECK(j["error"]["message"].get<std::string>().find(c.mentions) != std::string::npos);
+  }
+  auto bad = d.request("POST", "/v1/trials/batch", R"({"trials":[{"model":"tiny:latest","request":{}},{"request":{}}]})");
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("trials[1]") != std::string::npos);
+  auto t = d.get("/v1/status")["trials"];
+  CHECK(t["queued"] == 0);
+  CHECK(t["succeeded"] == 0);
+  CHECK(d.get("/v1/trials")["trials"].empty());
+  CHECK(d.request("GET", "/v1/trials/abc").status == 404);
+  CHECK(d.request("GET", "/v1/trials/../../etc/passwd").status == 404);
+}
+
+TEST_CASE("Idempotency keys: the same body returns the same trial, a different body is 409", "[oasisd][trials][api]") {
+  Oasisd d(fastConfig());
+  json spec = {{"model", "tiny:latest"}, {"request", {{"prompt", "x"}}}, {"key", "k-1"}};
+  auto a = d.post("/v1/trials", spec);
+  auto b = d.post("/v1/trials", spec);
+  CHECK(a["id"] == b["id"]);
+  spec["request"]["prompt"] = "y";
+  auto r = d.request("POST", "/v1/trials", spec.dump());
+  CHECK(r.status == 409);
+  CHECK(json::parse(r.body)["error"]["code"] == "key_conflict");
+}
+
+TEST_CASE("Unknown model fails at once with Ollama's message, not retried", "[oasisd][trials]") {
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  auto t = submitWait(d, {{"model", "nope:latest"}, {"request", {{"prompt", "x"}}}});
+  CHECK(t["state"] == "failed");
+  CHECK(t["attempts"].size() == 1);
+  CHECK(t["error"].get<std::string>().find("not found") != std::string::npos);
+}
+
+TEST_CASE("200 trials at concurrency 4 with hangs and crashes mid-stream: every trial succeeds exactly once",
+          "[oasisd][trials][faults]") {
+  Oasisd d(fastConfig({{"max_concurrency", 4}, {"max_attempts", 10}}),
+           {}, {"OLLAMA_NUM_PARALLEL=4"});
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  json batch = {{"trials", json::array()}};
+  const std::size_t n = 200;
+  for (std::size_t i = 0; i < n; ++i)
+    batch["trials"].push_back({{"model", "tiny:latest"}, {"request", {{"prompt", "p" + std::to_string(i)}}}, {"run", "load"}});
+  auto ids = d.post("/v1/trials/batch", batch)["ids"];
+  REQUIRE(ids.size() == n);
+  std::mt19937 rng(42);
+  // Inject faults while the run goes on.
+  for (int round = 0; round < 6 && !allEnded(d, n); ++round) {
+    if (round % 2 == 0) faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
+    else faults(d, {{"runner_crash_after_tokens", 3}});
+    waitFor([&] { return allEnded(d, n); }, 3s, 200ms);
+  }
+  REQUIRE(waitFor([&] { return allEnded(d, n); }, 240s, 250ms));
+  auto t = d.get("/v1/status")["trials"];
+  CHECK(t["succeeded"] == n);
+  CHECK(t["failed"] == 0);
+  std::set<int> seen;
+  long long after = 0;
+  for (;;) {
+    auto page = d.get("/v1/trials?run=load&limit=100&after=" + std::to_string(after));
+    for (auto& tr : page["trials"]) {
+      CHECK(seen.insert(tr["id"].get<int>()).second);
+      CHECK(tr["state"] == "succeeded");
+    }
+    if (page["next"].is_null()) break;
+    after = page["next"].get<long long>();
+  }
+  CHECK(seen.size() == n);
+}
+
+TEST_CASE("kill -9 of oasisd mid-run: after restart every trial still ends exactly once", "[oasisd][trials][crash]") {
+  TempDir keep;
+  std::string db = keep.file("kept.db");
+  const std::size_t n = 40;
+  std::vector<int> ids;
+  {
+    Oasisd d(fastConfig({{"max_concurrency", 2}}), {"--db", db});
+    REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+    faults(d, {{"slow_factor", 10.0}, {"slow_only_with_flash_attention", false}});
+    json batch = {{"trials", json::array()}};
+    for (std::size_t i = 0; i < n; ++i) batch["trials"].push_back({{"model", "tiny:latest"}, {"request", {{"prompt", "x"}}}});
+    json submitted = d.post("/v1/trials/batch", batch);
+    for (auto& id : submitted["ids"]) ids.push_back(id.get<int>());
+    REQUIRE(d.waitForStatus([](const json& s) { return s["trials"]["running"].get<int>() > 0 && s["trials"]["succeeded"].get<int>() > 0; }, 30s));
+    int serve = d.get("/v1/status")["server"]["pid"].get<int>();
+    ::kill(d.pid(), SIGKILL);
+    // serve runs in its own process group; with oasisd gone nobody stops it, so the test does.
+    ::kill(-serve, SIGKILL);
+  }
+  Oasisd d2(fastConfig({{"max_concurrency", 4}}), {"--db", db});
+  REQUIRE(waitFor([&] { return allEnded(d2, n); }, 120s, 250ms));
+  auto t = d2.get("/v1/status")["trials"];
+  CHECK(t["succeeded"] == n);
+  int interrupted = 0;
+  for (int id : ids) {
+    auto tr = d2.get("/v1/trials/" + std::to_string(id));
+    CHECK(tr["state"] == "succeeded");
+    int oks = 0;
+    for (auto& a : tr["attempts"]) {
+      if (a["outcome"] == "ok") ++oks;
+      if (a["outcome"] == "interrupted") ++interrupted;
+    }
+    CHECK(oks == 1);
+  }
+  CHECK(interrupted >= 1);
+}
+
+TEST_CASE("Ollama-compatible surface: generate and chat, stream and not, through the socket", "[oasisd][compat]") {
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  auto r = d.request("POST", "/api/generate", R"({"model":"tiny:latest","prompt":"hi","stream":false})");
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  CHECK(j["done"] == true);
+  CHECK(j["model"] == "tiny:latest");
+  CHECK(j["response"].get<std::string>().size() > 3);
+  CHECK(j["eval_count"] == 16);
+
+  std::vector<json> lines;
+  auto st = http::fetchLines(d.endpoint(), {"POST", "/api/chat", R"({"model":"tiny:latest","messages":[{"role":"user","content":"hi"}]})", "application/json", {}},
+                             [&](std::string_view l) { lines.push_back(json::parse(l)); return true; }, 30s);
+  REQUIRE(st.ok());
+  REQUIRE(lines.size() == 17);
+  CHECK(lines[0]["message"]["role"] == "assistant");
+  CHECK(lines.back()["done"] == true);
+  // Read-only endpoints pass through; unknown models keep Ollama's 404 shape.
+  CHECK(json::parse(d.request("GET", "/api/version").body)["version"] == "0.33.0-fake");
+  CHECK(d.request("GET", "/api/tags").status == 200);
+  auto nf = d.request("POST", "/api/generate", R"({"model":"nope","prompt":"x","stream":false})");
+  CHECK(nf.status == 404);
+  CHECK(json::parse(nf.body)["error"].is_string());
+  // The compat calls were recorded as trials of run ollama-compat.
+  CHECK(d.get("/v1/trials?run=ollama-compat")["trials"].size() >= 2);
+}
