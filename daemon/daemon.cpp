@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/runner_classify.h"
+#include "daemon/diagnosis.h"
 #include "daemon/policy/flash_attention_policy.h"
 #include "daemon/policy/preflight.h"
 
@@ -837,13 +838,13 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
   }
   bool known = path == "/v1/status" || path == "/v1/pause" || path == "/v1/resume" || path == "/v1/evict" ||
                path == "/v1/kill-runner" || path == "/v1/events" || path == "/v1/preflight" || path == "/metrics" ||
-               path == "/v1/timeline";
+               path == "/v1/timeline" || path == "/v1/diagnosis";
   if (!known) {
     co_await sendError(w, 404, "not_found", "no such endpoint: " + path);
     co_return;
   }
   bool isGet = path == "/v1/status" || path == "/v1/events" || path == "/v1/preflight" || path == "/metrics" ||
-               path == "/v1/timeline";
+               path == "/v1/timeline" || path == "/v1/diagnosis";
   if ((isGet && !methodIs("GET") && !methodIs("HEAD")) || (!isGet && !methodIs("POST"))) {
     std::string allowed = isGet ? "GET" : "POST";
     co_await sendError(w, 405, "method_not_allowed", req.method + " is not allowed on " + path + " (use " + allowed + ")");
@@ -885,6 +886,20 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     auto result = policy::preflight(preflightConfig(config_), model, memoryPolicy_.assessment().availableBytes);
     if (!result.sufficient) execute(policy::preflightDecision(result, preflightConfig(config_).mode));
     co_await sendJson(w, 200, result.toJson());
+    co_return;
+  }
+  if (path == "/v1/diagnosis") {
+    WallTime until = wallNow();
+    WallTime since = until - std::chrono::hours(1);
+    if ((req.query.count("since") && !parseIso8601(req.query.at("since"), since)) ||
+        (req.query.count("until") && !parseIso8601(req.query.at("until"), until))) {
+      co_await sendError(w, 400, "invalid_query", "since and until must be ISO-8601 times");
+      co_return;
+    }
+    DiagnosisOptions dopt;
+    dopt.freeDropFactor = config_.memory.freeDropFactor;
+    dopt.spillFactor = config_.cpuSpill.factor;
+    co_await sendJson(w, 200, diagnose(*store_, since, until, dopt));
     co_return;
   }
   if (path == "/v1/timeline") {

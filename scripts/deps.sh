@@ -28,6 +28,8 @@ done
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v tmux >/dev/null || need_apt+=(tmux)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v curl >/dev/null || need_apt+=(curl)
 # A fresh Debian machine may lack only some of these; a machine that has them all skips apt entirely.
 if ((${#need_apt[@]})); then
   echo "deps: installing ${need_apt[*]}"

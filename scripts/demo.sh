@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's first command. With a real Ollama on PATH, pass --real to supervise it instead
+# (oasisd in managed mode with `ollama serve`); by default replays the incident against the
+# bundled emulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh release
+if [[ "${1:-}" == "--real" ]]; then
+  command -v ollama >/dev/null || { echo "demo: no ollama on PATH" >&2; exit 1; }
+  exec build/daemon/oasisd --config etc/oasisd.example.json
+fi
+exec python3 scripts/demo.py build
