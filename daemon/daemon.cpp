@@ -218,6 +218,32 @@ Status Daemon::start() {
   if (auto st = api_->listen(http::Endpoint::unixSocket(options_.socketPath)); !st) return st.error();
   api_->start();
 
+  if (config_.tcpListener.enabled) {
+    // TCP has no peer credentials: anyone on this machine can connect. So it binds loopback
+    // only (validated in config) and serves the Ollama-compatible surface, not /v1/* control,
+    // unless tcp_listener.control says otherwise.
+    http::ServerOptions topts;
+    topts.maxBodyBytes = config_.maxBodyBytes;
+    bool control = config_.tcpListener.control;
+    tcpApi_ = std::make_unique<http::HttpServer>(
+        ioc_.get_executor(),
+        [this, control](http::ServerRequest& r, http::ResponseWriter& w) -> net::awaitable<void> {
+          bool isControl = r.path.rfind("/v1/", 0) == 0 || r.path == "/metrics";
+          if (isControl && !control) {
+            std::string body = http::errorBody("forbidden", "control endpoints are only served on the Unix socket");
+            co_await w.send(403, std::move(body), "application/json", {});
+            co_return;
+          }
+          co_await handle(r, w);
+        },
+        topts);
+    auto tcpEp = http::Endpoint::tcp(config_.tcpListener.address == "localhost" ? "127.0.0.1" : config_.tcpListener.address,
+                                     static_cast<uint16_t>(config_.tcpListener.port));
+    if (auto st = tcpApi_->listen(tcpEp); !st) return Error("tcp_listener: " + st.error().message);
+    tcpApi_->start();
+    spdlog::info("Ollama-compatible TCP listener on {}:{}", config_.tcpListener.address, tcpApi_->boundPort());
+  }
+
   serve_ = std::make_unique<ServerProcess>(
       ioc_.get_executor(),
       [this](const std::string& line) {
@@ -478,6 +504,11 @@ void Daemon::sampleMemory() {
   row.pressure = a.level == policy::PressureLevel::Critical ? "critical" : a.level == policy::PressureLevel::Warn ? "warn" : "ok";
   try {
     store_->addMemorySample(row);
+    // Samples are kept for store.sample_retention_s; prune a few times an hour.
+    if (now() - lastPrune_ > std::chrono::minutes(10)) {
+      lastPrune_ = now();
+      store_->pruneSamples(wallNow() - std::chrono::duration_cast<WallTime::duration>(Seconds(config_.store.sampleRetentionS)));
+    }
   } catch (const std::exception& e) {
     spdlog::error("could not store memory sample: {}", e.what());
   }
@@ -630,6 +661,7 @@ void Daemon::shutdown(std::function<void()> done) {
   probeTimer_.cancel();
   launchTimer_.cancel();
   api_->stop();
+  if (tcpApi_) tcpApi_->stop();
   if (trials_) trials_->stop();
   for (auto& w : eventWaiters_) w->cancel();
   eventWaiters_.clear();

@@ -98,6 +98,8 @@ class Daemon {
   http::Endpoint ollama_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<http::HttpServer> api_;
+  std::unique_ptr<http::HttpServer> tcpApi_;  // optional loopback listener (tcp_listener)
+  SteadyTime lastPrune_{};
   std::unique_ptr<MemorySource> memorySource_;
   std::unique_ptr<ServerProcess> serve_;
   std::unique_ptr<TrialService> trials_;
