@@ -1,3 +1,4 @@
+#include "common/files.h"
 #include "daemon/memory_source.h"
 
 #include <algorithm>
@@ -23,30 +24,7 @@ std::string errnoText(int err) { return std::strerror(err); }
 
 // Reads a small file whole; `maxBytes` bounds it (the sources read /proc and test files).
 Result<std::string> readSmallFile(const std::string& path, std::size_t maxBytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return Error("cannot open " + path + ": " + errnoText(err), err);
-  }
-  std::string data;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Error("cannot read " + path + ": " + errnoText(err), err);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-    if (data.size() > maxBytes) {
-      ::close(fd);
-      return Error(path + " is larger than " + std::to_string(maxBytes) + " bytes", EFBIG);
-    }
-  }
-  ::close(fd);
-  return data;
+  return readFileBounded(path, maxBytes, OversizePolicy::Fail);
 }
 
 void setCloexec(int fd) { ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC); }

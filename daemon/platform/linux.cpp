@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/process_parse.h"
+#include "common/files.h"
 #include "daemon/memory_source.h"
 #include "daemon/platform/platform.h"
 
@@ -32,28 +33,9 @@ namespace {
 std::string errnoText(int err) { return std::strerror(err); }
 
 // Reads a /proc file whole. ENOENT/ESRCH on a per-pid file mean the process is gone.
+// Bounded: argv/environ beyond the limit are truncated.
 Result<std::string> readProcFile(const std::string& path, std::size_t maxBytes = 4u << 20) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return Error("cannot open " + path + ": " + errnoText(err), err);
-  }
-  std::string data;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Error("cannot read " + path + ": " + errnoText(err), err);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-    if (data.size() > maxBytes) break;  // bounded: argv/environ beyond this are truncated
-  }
-  ::close(fd);
-  return data;
+  return readFileBounded(path, maxBytes, OversizePolicy::Truncate);
 }
 
 Error noSuchProcess(int pid) { return Error("process " + std::to_string(pid) + " does not exist", ESRCH); }

@@ -1,0 +1,256 @@
+// oasisctl as a subprocess against a real oasisd (with fake-ollama): exit codes, --json
+// output and the readable tables for every command the CLI has.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "catch.h"
+#include "support/oasisd.h"
+
+using namespace oasis;
+using namespace oasis::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+struct CtlResult {
+  int exitCode = -1;  // -1: killed at the deadline
+  std::string out;
+  std::string err;
+  json parsed() const { return json::parse(out, nullptr, false); }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Runs oasisctl with `args`, stdout/stderr to files, waiting up to `deadline`.
+CtlResult ctl(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 60s,
+              const std::vector<std::string>& extraEnv = {}) {
+  TempDir dir;
+  std::string outPath = dir.file("out"), errPath = dir.file("err");
+  std::vector<std::string> all = {OASISCTL_BIN};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e)
+    if (std::string_view(*e).rfind("OASISD_SOCKET=", 0) != 0) envs.emplace_back(*e);
+  for (auto& e : extraEnv) envs.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, all[0].c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  REQUIRE(rc == 0);
+  CtlResult r;
+  bool done = waitFor(
+      [&] {
+        int st = 0;
+        if (::waitpid(pid, &st, WNOHANG) != pid) return false;
+        r.exitCode = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return true;
+      },
+      deadline, 10ms);
+  if (!done) {
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+  }
+  r.out = slurp(outPath);
+  r.err = slurp(errPath);
+  return r;
+}
+
+bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("oasisctl: usage errors exit 2, help exits 0", "[oasisctl]") {
+  auto r = ctl({"frobnicate"});
+  CHECK(r.exitCode == 2);
+  CHECK(has(r.err, "unknown command"));
+  CHECK(ctl({"status", "--bogus"}).exitCode == 2);
+  CHECK(ctl({"submit"}).exitCode == 2);
+  auto h = ctl({"--help"});
+  CHECK(h.exitCode == 0);
+  CHECK(has(h.out, "submit"));
+  CHECK(has(h.out, "timeline"));
+  auto hs = ctl({"help", "timeline"});
+  CHECK(hs.exitCode == 0);
+  CHECK(has(hs.out, "Example:"));
+}
+
+TEST_CASE("oasisctl: an unreachable daemon exits 3 and says how to start it", "[oasisctl]") {
+  TempDir dir;
+  std::string sock = dir.file("nobody.sock");
+  auto r = ctl({"--socket", sock, "status"});
+  CHECK(r.exitCode == 3);
+  INFO(r.err);
+  CHECK(has(r.err, "oasisd is not running on " + sock));
+  CHECK(has(r.err, "oasisd --config"));
+  // The env var is honoured when there is no flag.
+  auto e = ctl({"status", "--json"}, 60s, {"OASISD_SOCKET=" + sock});
+  CHECK(e.exitCode == 3);
+  CHECK(has(e.err, sock));
+}
+
+TEST_CASE("oasisctl: commands against a real oasisd", "[oasisctl]") {
+  Oasisd d(json{{"stall_timeout_s", 2}, {"first_token_timeout_s", 5}, {"request_timeout_s", 20}});
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running" && s["server"]["up"] == true; },
+                          30s));
+  const std::string sock = d.socket();
+  auto c = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", sock});
+    auto r = ctl(args);
+    UNSCOPED_INFO("oasisctl " << args[2] << " -> " << r.exitCode << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
+    return r;
+  };
+
+  // status: table and --json; healthy -> 0.
+  auto st = c({"status"});
+  CHECK(st.exitCode == 0);
+  CHECK(has(st.out, "running"));
+  CHECK(has(st.out, "managed"));
+  CHECK(has(st.out, "Memory:"));
+  CHECK(has(st.out, "queued"));
+  CHECK_FALSE(has(st.out, "\x1b["));  // not a TTY: no colour
+  auto sj = c({"status", "--json"});
+  CHECK(sj.exitCode == 0);
+  REQUIRE(sj.parsed().is_object());
+  CHECK(sj.parsed()["run"]["state"] == "running");
+
+  // pause / resume: paused status exits 1.
+  auto p = c({"pause", "--reason", "manual", "--json"});
+  CHECK(p.exitCode == 0);
+  REQUIRE(p.parsed().is_object());
+  CHECK(p.parsed()["run"]["state"] == "paused");
+  auto sp = c({"status"});
+  CHECK(sp.exitCode == 1);
+  CHECK(has(sp.out, "manual"));
+  auto rs = c({"resume"});
+  CHECK(rs.exitCode == 0);
+  CHECK(has(rs.out, "running"));
+  CHECK(c({"status", "--json"}).exitCode == 0);
+
+  // submit --wait: a spec line and a plain generate body.
+  TempDir dir;
+  std::string file = dir.file("trials.jsonl");
+  {
+    std::ofstream f(file);
+    f << R"({"model":"tiny:latest","kind":"generate","request":{"prompt":"one"}})" << "\n\n"
+      << R"({"model":"tiny:latest","prompt":"two"})" << "\n"
+      << R"({"model":"tiny:latest","kind":"chat","request":{"messages":[{"role":"user","content":"three"}]}})"
+      << "\n";
+  }
+  auto sub = c({"submit", file, "--run", "cli-run", "--wait", "--json"});
+  CHECK(sub.exitCode == 0);
+  json sw = sub.parsed();
+  REQUIRE(sw.is_object());
+  CHECK(sw["ids"].size() == 3);
+  CHECK(sw["succeeded"] == 3);
+  CHECK(sw["failed"] == 0);
+  CHECK(sw["trials"].size() == 3);
+  long long firstId = sw["ids"][0].get<long long>();
+
+  // a bad line: FILE:LINE, nothing submitted, exit 2.
+  std::string bad = dir.file("bad.jsonl");
+  {
+    std::ofstream f(bad);
+    f << R"({"model":"tiny:latest","prompt":"fine"})" << "\n" << R"({"prompt":"no model"})" << "\n";
+  }
+  auto sb = c({"submit", bad, "--run", "bad-run"});
+  CHECK(sb.exitCode == 2);
+  CHECK(has(sb.err, bad + ":2:"));
+  CHECK(d.get("/v1/trials?run=bad-run")["trials"].empty());
+
+  // submit without --wait.
+  auto nw = c({"submit", file, "--run", "cli-run-2"});
+  CHECK(nw.exitCode == 0);
+  CHECK(has(nw.out, "Submitted 3 trials"));
+
+  // trials, trial, cancel.
+  auto tl = c({"trials", "--run", "cli-run", "--json"});
+  CHECK(tl.exitCode == 0);
+  REQUIRE(tl.parsed().is_object());
+  CHECK(tl.parsed()["trials"].size() == 3);
+  auto tt = c({"trials", "--run", "cli-run", "--state", "succeeded"});
+  CHECK(tt.exitCode == 0);
+  CHECK(has(tt.out, "succeeded"));
+  CHECK(has(tt.out, "cli-run"));
+  CHECK(c({"trials", "--state", "bogus"}).exitCode == 2);
+  auto one = c({"trial", std::to_string(firstId), "--json"});
+  CHECK(one.exitCode == 0);
+  REQUIRE(one.parsed().is_object());
+  CHECK(one.parsed()["state"] == "succeeded");
+  auto oneText = c({"trial", std::to_string(firstId)});
+  CHECK(has(oneText.out, "Trial " + std::to_string(firstId)));
+  CHECK(c({"trial", "999999"}).exitCode == 1);
+  auto can = c({"cancel", std::to_string(firstId), "--json"});
+  CHECK(can.exitCode == 0);
+  REQUIRE(can.parsed().is_object());
+  CHECK(can.parsed()["state"] == "succeeded");  // already ended: unchanged
+
+  // timeline: the table and --json.
+  auto tj = c({"timeline", "--run", "cli-run", "--bucket", "1m", "--since", "30m", "--json"});
+  CHECK(tj.exitCode == 0);
+  const json tjson = tj.parsed();
+  REQUIRE(tjson.is_object());
+  REQUIRE(tjson["rows"].is_array());
+  long long total = 0;
+  for (auto& r : tjson["rows"]) total += r["trials"].get<long long>();
+  CHECK(total == 3);
+  auto tt2 = c({"timeline", "--run", "cli-run", "--bucket", "30s"});
+  CHECK(tt2.exitCode == 0);
+  for (const char* h : {"Time", "Trials", "p50", "p95", "Failure rate", "Actions"}) CHECK(has(tt2.out, h));
+  CHECK(c({"timeline", "--bucket", "soon"}).exitCode == 2);
+
+  // events: the manual pause and resume are there, as JSON lines and as text.
+  auto ej = c({"events", "--json"});
+  CHECK(ej.exitCode == 0);
+  std::istringstream lines(ej.out);
+  std::set<std::string> kinds;
+  long long lastId = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto e = json::parse(line, nullptr, false);
+    REQUIRE(e.is_object());
+    kinds.insert(e["kind"].get<std::string>());
+    lastId = e["id"].get<long long>();
+  }
+  CHECK(kinds.count("paused"));
+  CHECK(kinds.count("resumed"));
+  auto et = c({"events"});
+  CHECK(et.exitCode == 0);
+  CHECK(has(et.out, "paused"));
+  auto since = c({"events", "--since", std::to_string(lastId), "--json"});
+  CHECK(since.exitCode == 0);
+  CHECK(since.out.find("\"id\":" + std::to_string(lastId) + ",") == std::string::npos);
+
+  // preflight, evict, kill-runner answer with JSON.
+  auto pf = c({"preflight", "tiny:latest", "--json"});
+  CHECK((pf.exitCode == 0 || pf.exitCode == 1));
+  REQUIRE(pf.parsed().is_object());
+  CHECK(pf.parsed().contains("ok"));
+  auto ev = c({"evict", "--json"});
+  CHECK(ev.exitCode == 0);
+  REQUIRE(ev.parsed().is_object());
+  CHECK(ev.parsed().contains("actions"));
+  auto kr = c({"kill-runner", "nonexistent:model", "--json"});
+  CHECK((kr.exitCode == 0 || kr.exitCode == 1));
+  CHECK(kr.parsed().is_object());
+}
