@@ -273,8 +273,11 @@ def main():
 
         step("diagnosis (what the incident report reconstructed by hand)")
         diag = call(d.sock, "GET", f"/v1/diagnosis?since={since}")[1]
-        for f in diag["findings"]:
-            print(f"   {f['kind']:<18} {f['verdict']:<10} {f['summary']}")
+        if os.path.exists(OASISCTL):
+            subprocess.run([OASISCTL, "--socket", d.sock, "doctor", "--since", since], check=False)
+        else:
+            for f in diag["findings"]:
+                print(f"   {f['kind']:<18} {f['verdict']:<10} {f['summary']}")
         verdicts = {f["kind"]: f["verdict"] for f in diag["findings"]}
         ok &= verdicts.get("cpu_spill") == "cause" and verdicts.get("memory_pressure") == "cause" \
             and verdicts.get("stopping_deadlock") == "cause"

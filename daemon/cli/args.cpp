@@ -45,6 +45,11 @@ const std::vector<CommandSpec>& commandSpecs() {
        "  -f, --follow    keep printing new events until Ctrl-C\n"
        "  --since ID      only events after this id",
        "oasisctl events -f", {"--since"}, {"-f", "--follow"}, 0, 0},
+      {"doctor", "doctor [--since 2h|ISO] [--model M]",
+       "Why were trials slow or failing? The diagnosis, the preflight and the flash-attention check",
+       "  --since D|ISO   window start: 2h, 30m, or an ISO-8601 time (default 1h)\n"
+       "  --model M       also run the memory preflight for M (default gemma4:e4b)",
+       "oasisctl doctor --since 2h", {"--since", "--model"}, {}, 0, 0},
       {"preflight", "preflight MODEL", "Would MODEL fit in memory now? (exit 1 if not)", "",
        "oasisctl preflight gemma4:e4b", {}, {}, 1, 1},
       {"help", "help [COMMAND]", "Show help for oasisctl or one command", "", "oasisctl help submit", {}, {}, 0, 1},

@@ -144,6 +144,7 @@ class Session {
   int timeline();
   int events();
   int preflight();
+  int doctor();
 
   const Args& args_;
   std::ostream& out_;
@@ -226,6 +227,7 @@ int Session::run() {
   if (c == "timeline") return timeline();
   if (c == "events") return events();
   if (c == "preflight") return preflight();
+  if (c == "doctor") return doctor();
   err_ << "oasisctl: unknown command '" << c << "'\n";
   return kExitUsage;
 }
@@ -512,6 +514,48 @@ int Session::events() {
     return status == 400 ? kExitUsage : kExitFailed;
   }
   return kExitOk;
+}
+
+// The incident report's investigation as one command: each candidate cause with its verdict and
+// evidence, then the checks that prevent a repeat (memory headroom, flash attention on Apple
+// Silicon). Exit 1 when a cause was found or a check fails.
+int Session::doctor() {
+  std::string q = "/v1/diagnosis";
+  if (auto s = args_.option("--since")) {
+    auto iso = resolveSince(*s);
+    if (!iso) {
+      err_ << "oasisctl: " << iso.error().message << "\n";
+      return kExitUsage;
+    }
+    q += "?since=" + urlEncode(*iso);
+  }
+  json diag = call("GET", q);
+  std::string model = args_.option("--model").value_or("gemma4:e4b");
+  json pre = call("GET", "/v1/preflight?model=" + urlEncode(model));
+  json st = call("GET", "/v1/status");
+  bool problem = false;
+  for (auto& f : diag["findings"])
+    if (f.value("verdict", "") == "cause") problem = true;
+  if (!pre.value("ok", true)) problem = true;
+  std::string fa = st["server"].value("flash_attention", "unknown");
+  if (args_.json) {
+    json out = {{"diagnosis", diag}, {"preflight", pre}, {"flash_attention", fa}};
+    printJson(out);
+    return problem ? kExitFailed : kExitOk;
+  }
+  out_ << "Findings (" << diag["window"].value("since", "") << " .. " << diag["window"].value("until", "") << ")\n";
+  for (auto& f : diag["findings"]) {
+    std::string verdict = f.value("verdict", "");
+    out_ << "  " << f.value("kind", "") << std::string(20 - std::min<std::size_t>(19, f.value("kind", "").size()), ' ')
+         << verdict << std::string(11 - std::min<std::size_t>(10, verdict.size()), ' ') << f.value("summary", "") << "\n";
+    out_ << "      evidence: " << f["evidence"].dump() << "\n";
+  }
+  out_ << "Checks\n";
+  out_ << "  preflight " << model << ": " << pre.value("message", "") << "\n";
+  out_ << "  flash attention on the supervised server: " << fa;
+  if (fa == "on") out_ << "  (on Apple Silicon this is the incident's Bug 3: set ollama.flash_attention to auto or off)";
+  out_ << "\n";
+  return problem ? kExitFailed : kExitOk;
 }
 
 int Session::preflight() {

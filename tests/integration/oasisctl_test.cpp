@@ -250,6 +250,18 @@ TEST_CASE("oasisctl: commands against a real oasisd", "[oasisctl]") {
   CHECK(ev.exitCode == 0);
   REQUIRE(ev.parsed().is_object());
   CHECK(ev.parsed().contains("actions"));
+  // doctor on a healthy run: no cause found, checks pass, exit 0; --json carries all three parts.
+  auto doc = c({"doctor"});
+  INFO(doc.out << doc.err);
+  CHECK(doc.exitCode == 0);
+  CHECK(has(doc.out, "stopping_deadlock"));
+  CHECK(has(doc.out, "memory_pressure"));
+  CHECK(has(doc.out, "Checks"));
+  auto docj = c({"doctor", "--json"});
+  json dj = docj.parsed();
+  REQUIRE(dj.is_object());
+  CHECK(dj["diagnosis"]["findings"].size() == 4);
+  for (auto& f : dj["diagnosis"]["findings"]) CHECK(f["verdict"] != "cause");
   auto kr = c({"kill-runner", "nonexistent:model", "--json"});
   CHECK((kr.exitCode == 0 || kr.exitCode == 1));
   CHECK(kr.parsed().is_object());
