@@ -428,6 +428,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
       // 400/404 won't get better with a retry; a client stream that already received tokens
       // ended with Ollama's error line and cannot be replayed.
       store_.markTrialFailed(trial.id, clock_.wallNow(), error, counted);
+      if (status >= 400 && chunkSinks_.count(trial.id) + compatWaiting_.count(trial.id)) failStatus_[trial.id] = status;
     } else if (counted && trial.attemptsUsed + 1 >= trial.maxAttempts) {
       store_.markTrialFailed(trial.id, clock_.wallNow(), error, counted);
     } else {
@@ -677,6 +678,7 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
     co_return;
   }
   const auto id = ids[0].id;
+  compatWaiting_.insert(id);
 
   struct Pipe {
     std::deque<std::string> chunks;
@@ -721,6 +723,7 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
     co_await pipe->signal->async_wait(net::redirect_error(net::use_awaitable, ec));
   }
   chunkSinks_.erase(id);
+  compatWaiting_.erase(id);
   if (w.clientGone() || !end) {
     // Like Ollama: a client that goes away cancels its request (and so its runner reference).
     if (store_.cancelTrial(id, clock_.wallNow())) {
@@ -755,8 +758,12 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
     co_await w.writeChunk(std::move(line));
     co_return;
   }
+  // Ollama's own status when it refused the request (400 bad keep_alive, 404 unknown model).
   int status = 500;
-  if (message.find("not found") != std::string::npos) status = 404;
+  if (auto it = failStatus_.find(id); it != failStatus_.end()) {
+    status = it->second;
+    failStatus_.erase(it);
+  }
   co_await sendOllamaError(w, status, message);
 }
 

@@ -107,6 +107,9 @@ class TrialService {
   std::multimap<std::int64_t, std::shared_ptr<boost::asio::steady_timer>> waiters_;
   // Live token forwarding for compat streams: trial id -> sink for response chunks.
   std::map<std::int64_t, std::function<void(const std::string& line)>> chunkSinks_;
+  // Compat calls in progress, and Ollama's HTTP status for those that it refused.
+  std::set<std::int64_t> compatWaiting_;
+  std::map<std::int64_t, int> failStatus_;
 };
 
 }  // namespace oasis

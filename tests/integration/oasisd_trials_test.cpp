@@ -246,3 +246,22 @@ TEST_CASE("Ollama-compatible surface: generate and chat, stream and not, through
   // The compat calls were recorded as trials of run ollama-compat.
   CHECK(d.get("/v1/trials?run=ollama-compat")["trials"].size() >= 2);
 }
+
+TEST_CASE("The official ollama npm client works unchanged over oasisd's Unix socket", "[oasisd][compat][npm]") {
+  if (runShell("command -v node").first != 0) {
+    WARN("node not installed: skipping the ollama-js check of the compatible surface");
+    return;
+  }
+  std::string why;
+  INFO(why);
+  REQUIRE(ensureOllamaJs(why));
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  auto [code, out] = runShell("cd '" + std::string(OASIS_SOURCE_DIR) + "/tests/npm' && OLLAMA_SOCKET='" + d.socket() +
+                              "' node conformance.mjs");
+  INFO(out);
+  CHECK(code == 0);
+  CHECK(out.find("steps passed") != std::string::npos);
+  // Every generate/chat of the client became a recorded trial.
+  CHECK(d.get("/v1/trials?run=ollama-compat")["trials"].size() >= 4);
+}

@@ -2,14 +2,38 @@
 // package-lock.json). Run by tests/integration/fake_ollama_npm_test.cpp with OLLAMA_HOST set
 // to a running `fake-ollama serve`. Exits non-zero with a message on the first mismatch.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Readable } from 'node:stream';
 import { Ollama } from 'ollama';
 
-const host = process.env.OLLAMA_HOST;
+// With OLLAMA_SOCKET set, the client talks HTTP over that Unix socket (oasisd's compatible
+// surface) through the client's documented `fetch` option; the client itself is unchanged.
+function unixSocketFetch(socketPath) {
+  return (input, init = {}) =>
+    new Promise((resolve, reject) => {
+      const url = new URL(typeof input === 'string' ? input : input.url);
+      const headers = Object.fromEntries(new Headers(init.headers || {}).entries());
+      const method = init.method || 'GET';
+      const req = http.request({ socketPath, method, path: url.pathname + url.search, headers }, (res) => {
+        const hs = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) hs.set(k, Array.isArray(v) ? v.join(', ') : v);
+        const body = method === 'HEAD' || res.statusCode === 204 ? null : Readable.toWeb(res);
+        resolve(new Response(body, { status: res.statusCode, headers: hs }));
+      });
+      req.on('error', reject);
+      if (init.signal) init.signal.addEventListener('abort', () => req.destroy(new Error('aborted')));
+      if (init.body) req.write(init.body);
+      req.end();
+    });
+}
+
+const socketPath = process.env.OLLAMA_SOCKET;
+const host = socketPath ? 'http://localhost' : process.env.OLLAMA_HOST;
 if (!host) {
-  console.error('OLLAMA_HOST is not set');
+  console.error('OLLAMA_HOST (or OLLAMA_SOCKET) is not set');
   process.exit(2);
 }
-const ollama = new Ollama({ host });
+const ollama = socketPath ? new Ollama({ host, fetch: unixSocketFetch(socketPath) }) : new Ollama({ host });
 const model = process.env.FAKE_OLLAMA_MODEL || 'tiny';
 
 const steps = [];
