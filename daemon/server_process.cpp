@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <unistd.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -170,6 +173,13 @@ Status ServerProcess::launch(const std::vector<std::string>& argv, const std::ma
   if (pid < 0) return Error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::setpgid(0, 0);
+#ifdef __linux__
+    // If oasisd itself is killed (kill -9, OOM), serve gets SIGTERM and unloads its runners
+    // rather than living on unsupervised, holding the port and GPU memory. (macOS has no
+    // equivalent; there the next oasisd finds the listener on the port at start.)
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() == 1) ::_exit(1);
+#endif
     ::dup2(outPipe[1], STDOUT_FILENO);
     ::dup2(errPipe[1], STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);

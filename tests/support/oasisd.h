@@ -7,7 +7,10 @@
 //   d.waitForEvent("runner_killed", 20s);
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <fcntl.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -204,14 +207,25 @@ class Oasisd {
     std::vector<char*> envp;
     for (auto& e : envs) envp.push_back(e.data());
     envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
     std::string logPath = dir_.file("oasisd.log");
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
-    int rc = ::posix_spawn(&pid_, args[0].c_str(), &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) throw std::runtime_error("posix_spawn oasisd failed");
+    pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork for oasisd failed");
+    if (pid_ == 0) {
+      int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, STDERR_FILENO);
+        ::dup2(fd, STDOUT_FILENO);
+      }
+#ifdef __linux__
+      // If the test process dies (a failed REQUIRE that aborts, a sanitizer report), the daemon
+      // gets SIGTERM and stops its serve instead of lingering.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+#endif
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(127);
+    }
     bool up = waitFor(
         [&] {
           auto r = http::fetch(endpoint(), {"GET", "/v1/status", "", "", {}}, std::chrono::milliseconds(500));
