@@ -6,14 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
 case "$flavour" in
-  release) dir=build; extra=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DOASIS_SANITIZE=OFF) ;;
-  asan)    dir=build-asan; extra=(-DCMAKE_BUILD_TYPE=Debug -DOASIS_SANITIZE=ON) ;;
+  # -O2 with GCC 12 raises false-positive -Warray-bounds/-Wmismatched-new-delete inside
+  # libstdc++ and Asio; warnings stay errors in the sanitizer build that CI tests.
+  release) dir=build; extra=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DOASIS_SANITIZE=OFF -DOASIS_WERROR=OFF) ;;
+  asan)    dir=build-asan; extra=(-DCMAKE_BUILD_TYPE=Debug -DOASIS_SANITIZE=ON -DOASIS_WERROR=ON) ;;
   *) echo "usage: scripts/build.sh [release|asan]" >&2; exit 2 ;;
 esac
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 if [[ -f "$dir/CMakeCache.txt" ]]; then
-  cmake -S . -B "$dir" >/dev/null            # re-configure in place (keeps the cached generator)
+  cmake -S . -B "$dir" "${extra[@]}" >/dev/null   # re-configure in place (keeps the cached generator)
 else
   cmake -S . -B "$dir" "${gen[@]}" "${extra[@]}"
 fi

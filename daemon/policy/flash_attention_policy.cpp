@@ -1,3 +1,4 @@
+#include "common/runner_classify.h"
 #include "daemon/policy/flash_attention_policy.h"
 
 #include <algorithm>
@@ -17,19 +18,6 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-// Go's strconv.ParseBool, exactly.
-std::optional<bool> goParseBool(std::string_view s) {
-  static constexpr std::string_view kTrue[] = {"1", "t", "T", "TRUE", "true", "True"};
-  static constexpr std::string_view kFalse[] = {"0", "f", "F", "FALSE", "false", "False"};
-  for (auto t : kTrue) {
-    if (s == t) return true;
-  }
-  for (auto f : kFalse) {
-    if (s == f) return false;
-  }
-  return std::nullopt;
 }
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }

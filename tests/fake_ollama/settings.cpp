@@ -1,3 +1,4 @@
+#include "common/runner_classify.h"
 #include "tests/fake_ollama/settings.h"
 
 #include <cstdlib>
@@ -23,12 +24,6 @@ std::string envVar(const char* name) {
 
 }  // namespace
 
-std::optional<bool> goParseBool(std::string_view s) {
-  if (s == "1" || s == "t" || s == "T" || s == "TRUE" || s == "true" || s == "True") return true;
-  if (s == "0" || s == "f" || s == "F" || s == "FALSE" || s == "false" || s == "False") return false;
-  return std::nullopt;
-}
-
 oasis::Result<ServeSettings> settingsFromEnvironment() {
   ServeSettings s;
   if (auto host = envVar("OLLAMA_HOST"); !host.empty()) {
@@ -42,7 +37,7 @@ oasis::Result<ServeSettings> settingsFromEnvironment() {
   s.flashAttentionRaw = envVar("OLLAMA_FLASH_ATTENTION");
   if (!s.flashAttentionRaw.empty()) {
     // BoolWithDefault: an unparseable value is true (ollama-behaviour.md §7).
-    s.flashAttention = goParseBool(s.flashAttentionRaw).value_or(true);
+    s.flashAttention = oasis::goParseBool(s.flashAttentionRaw).value_or(true);
   }
   if (auto np = envVar("OLLAMA_NUM_PARALLEL"); !np.empty()) {
     // envconfig.Uint: invalid -> default with a warning

@@ -11,9 +11,6 @@ namespace fake_ollama {
 
 inline constexpr const char* kVersion = "0.33.0-fake";
 
-// Go's strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False; anything else fails.
-std::optional<bool> goParseBool(std::string_view s);
-
 struct ServeSettings {
   oasis::http::Endpoint listen = oasis::http::Endpoint::tcp("127.0.0.1", 11434);
   oasis::ollama::Duration keepAlive = oasis::ollama::kDefaultKeepAlive;
