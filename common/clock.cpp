@@ -110,6 +110,18 @@ bool parseIso8601(std::string_view s, WallTime& out) {
   if (pos != s.size()) return false;
   long long days = daysFromCivil(Y, static_cast<unsigned>(M), static_cast<unsigned>(D));
   long long total = days * 86400LL + h * 3600LL + m * 60LL + sec - offset;
+  // keep_alive < 0 puts Ollama's expires_at ~292 years ahead (year ~2318), beyond what a
+  // nanosecond system_clock holds (~2262): saturate instead of overflowing.
+  constexpr long long kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(WallTime::duration::max()).count() - 1;
+  if (total >= kMaxSeconds) {
+    out = WallTime::max();
+    return true;
+  }
+  if (total <= -kMaxSeconds) {
+    out = WallTime::min();
+    return true;
+  }
   out = WallTime{} + std::chrono::duration_cast<WallTime::duration>(std::chrono::seconds(total) +
                                                                     std::chrono::nanoseconds(nanos));
   return true;

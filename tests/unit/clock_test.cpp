@@ -30,3 +30,16 @@ TEST_CASE("ISO-8601 round trips in UTC and with offsets", "[clock]") {
   CHECK_FALSE(parseIso8601("yesterday", t2));
   CHECK_FALSE(parseIso8601("2026-08-21T18:48:22+0700", t2));
 }
+
+TEST_CASE("ISO-8601 beyond the clock's range saturates (keep_alive forever -> year 2318)", "[clock]") {
+  WallTime t;
+  REQUIRE(parseIso8601("2318-11-27T03:23:45.123456-07:00", t));
+  CHECK(t == WallTime::max());
+  ManualClock clock;
+  CHECK(clock.wallNow() < t);  // never "Stopping..."
+  REQUIRE(parseIso8601("1500-01-01T00:00:00Z", t));
+  CHECK(t == WallTime::min());
+  REQUIRE(parseIso8601("2200-01-01T00:00:00Z", t));
+  CHECK(t < WallTime::max());
+  CHECK(formatIso8601Utc(t) == "2200-01-01T00:00:00.000000Z");
+}
