@@ -394,6 +394,8 @@ std::map<std::string, std::string> Daemon::serveEnvironment() {
   if (decision.value) env["OLLAMA_FLASH_ATTENTION"] = *decision.value;
   auto fa = env.count("OLLAMA_FLASH_ATTENTION") ? std::optional<std::string>(env["OLLAMA_FLASH_ATTENTION"]) : in.inheritedEnv;
   flashAttention_ = std::string(toString(flashAttentionFromEnvValue(fa)));
+  // The CPU-spill evidence names the setting serve runs with.
+  spillPolicy_.setFlashAttention(policy::settingFromEnv(fa ? std::optional<std::string_view>(*fa) : std::nullopt));
   spdlog::info("flash attention for serve: {} ({})", flashAttention_, decision.reason);
   return env;
 }
