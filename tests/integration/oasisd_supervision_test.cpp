@@ -239,3 +239,31 @@ TEST_CASE("Control API: bad requests get the contract's error shapes and change 
   CHECK(d.post("/v1/pause", {{"reason", "manual"}})["run"]["state"] == "paused");
   CHECK(d.post("/v1/resume")["run"]["state"] == "running");
 }
+
+TEST_CASE("Attach mode: finds the server's pid from its port, kills a wedged runner, never restarts serve",
+          "[oasisd][supervision][attach]") {
+  FakeOllama fo;  // something else runs serve (Ollama.app, brew services, systemd)
+  Oasisd d(json{{"ollama", {{"mode", "attach"}, {"url", "http://127.0.0.1:" + std::to_string(fo.port())}}},
+                {"stopping_grace_s", 1.0}});
+  REQUIRE(d.waitForStatus([&](const json& s) { return s["server"]["up"] == true && s["server"]["pid"] == fo.pid(); }, 20s));
+  CHECK(d.get("/v1/status")["server"]["mode"] == "attached");
+  // The deadlock recovery works on a server oasisd did not launch.
+  auto faults = http::fetch(fo.endpoint(), {"POST", "/_fake/faults", R"({"hang_after_tokens":2})", "application/json", {}}, 5s);
+  REQUIRE(faults.ok());
+  auto held = HeldStream::open(fo.endpoint(), "/api/generate", json({{"model", "tiny:latest"}, {"prompt", "hang"}}).dump());
+  REQUIRE(held);
+  REQUIRE(held->nextLine(5s));
+  REQUIRE(d.waitForStatus([](const json& s) { return modelListed(s, "tiny:latest") && s["models"][0]["runner"].is_object(); }, 10s));
+  d.post("/v1/evict", {{"model", "tiny:latest"}});
+  CHECK(d.waitForEvent("runner_killed", 15s));
+  held->close();
+  // serve goes away: oasisd reports it and pauses, but does not start one of its own.
+  fo.signal(SIGTERM);
+  REQUIRE(fo.waitExit(10s));
+  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == false && s["run"]["state"] == "paused"; }, 15s));
+  CHECK(d.get("/v1/status")["server"]["restarts"] == 0);
+  CHECK_FALSE(waitFor([&] {
+    auto st = d.get("/v1/status");
+    return st["server"]["up"] == true;
+  }, 3s, 200ms));
+}
