@@ -1,3 +1,4 @@
+#include "daemon/api_replies.h"
 #include "daemon/daemon.h"
 
 #include <signal.h>
@@ -22,10 +23,6 @@ using boost::system::error_code;
 using nlohmann::json;
 
 namespace {
-
-std::chrono::milliseconds ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
-}
 
 void logSpawnError(std::exception_ptr e) {
   if (!e) return;
@@ -809,14 +806,6 @@ json Daemon::statusJson() {
 }
 
 namespace {
-net::awaitable<void> sendJson(http::ResponseWriter& w, int status, const json& body) {
-  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  co_await w.send(status, std::move(text), "application/json", {});
-}
-net::awaitable<void> sendError(http::ResponseWriter& w, int status, std::string code, std::string message) {
-  std::string text = http::errorBody(code, message);
-  co_await w.send(status, std::move(text), "application/json", {});
-}
 // Parses an optional JSON object body; an empty body is {}.
 std::optional<json> parseBody(const std::string& body, std::string& why) {
   if (body.empty()) return json::object();

@@ -1,3 +1,4 @@
+#include "daemon/api_replies.h"
 #include "daemon/trials.h"
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,10 +17,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::chrono::milliseconds ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
-}
 
 std::string fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
@@ -47,14 +44,6 @@ bool validUtf8(const std::string& s) {
   return true;
 }
 
-net::awaitable<void> sendJson(http::ResponseWriter& w, int status, const json& body) {
-  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  co_await w.send(status, std::move(text), "application/json", {});
-}
-net::awaitable<void> sendError(http::ResponseWriter& w, int status, std::string code, std::string message) {
-  std::string text = http::errorBody(code, message);
-  co_await w.send(status, std::move(text), "application/json", {});
-}
 // Ollama's own error shape, for the compatible surface.
 net::awaitable<void> sendOllamaError(http::ResponseWriter& w, int status, std::string message) {
   json j;
