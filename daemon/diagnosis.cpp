@@ -42,31 +42,71 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
   auto p50 = percentile(okLatency, 50);
   double slowMs = options.slowLatencyMs > 0 ? options.slowLatencyMs : (p50 ? *p50 * 2 : 0);
 
-  // --- cold start: were the slow or failed attempts paying for a model load?
+  // --- cold start: were the slow or failed attempts paying for a model load? The window's first
+  // load is expected (someone has to load the model); loads after the model had already answered
+  // warm are reloads, and only reloads can explain a run that was healthy and then got slow.
   {
-    std::vector<double> loads;
-    std::size_t slow = 0;
-    for (auto& a : attempts) {
-      bool isSlow = a.outcome != "ok" || (a.latencyMs && slowMs > 0 && *a.latencyMs > slowMs);
+    std::vector<const AttemptRow*> byStart;
+    for (auto& a : attempts) byStart.push_back(&a);
+    std::stable_sort(byStart.begin(), byStart.end(),
+                     [](const AttemptRow* x, const AttemptRow* y) { return x->startedAt < y->startedAt; });
+    // The first load after oasisd (or anyone) unloaded the model is the recovery's price, not a
+    // cold-start problem.
+    std::vector<WallTime> unloads;
+    for (auto& e : store.eventsBetween(since, until))
+      if (e.kind == "runner_killed" || e.kind == "evict_requested" || e.kind == "server_restarted" ||
+          e.kind == "server_exited")
+        unloads.push_back(e.at);
+    std::sort(unloads.begin(), unloads.end());
+    std::size_t nextUnload = 0;
+    bool unloadPending = false;
+    constexpr double kColdMs = 1000;
+    std::vector<double> slowLoads;
+    std::size_t slow = 0, reloads = 0, initialLoads = 0, recoveryLoads = 0;
+    bool sawWarm = false;
+    for (auto* a : byStart) {
+      while (nextUnload < unloads.size() && unloads[nextUnload] <= a->startedAt) {
+        unloadPending = true;
+        ++nextUnload;
+      }
+      bool cold = a->loadDurationMs && *a->loadDurationMs >= kColdMs;
+      if (cold) {
+        if (!sawWarm) ++initialLoads;
+        else if (unloadPending) ++recoveryLoads;
+        else ++reloads;
+        unloadPending = false;
+      }
+      if (a->outcome == "ok" && a->loadDurationMs && !cold) sawWarm = true;
+      bool isSlow = a->outcome != "ok" || (a->latencyMs && slowMs > 0 && *a->latencyMs > slowMs);
       if (!isSlow) continue;
       ++slow;
-      if (a.loadDurationMs) loads.push_back(*a.loadDurationMs);
+      if (a->loadDurationMs) slowLoads.push_back(*a->loadDurationMs);
     }
-    json ev = {{"slow_or_failed_attempts", slow}, {"with_load_duration", loads.size()}};
-    if (loads.empty()) {
+    json ev = {{"slow_or_failed_attempts", slow},
+               {"with_load_duration", slowLoads.size()},
+               {"initial_loads", initialLoads},
+               {"loads_after_unload", recoveryLoads},
+               {"reloads", reloads}};
+    if (slowLoads.empty()) {
       findings.push_back(finding("cold_start", slow ? "not_cause" : "no_data",
                                  slow ? "slow attempts never reached a final chunk; no load was measured on them"
                                       : "no slow or failed attempts in the window",
                                  ev));
     } else {
-      auto med = *percentile(loads, 50);
+      auto med = *percentile(slowLoads, 50);
       ev["median_load_duration_ms"] = med;
-      ev["max_load_duration_ms"] = *std::max_element(loads.begin(), loads.end());
-      bool cold = med >= 1000;
-      findings.push_back(finding("cold_start", cold ? "cause" : "not_cause",
-                                 cold ? "slow attempts paid a model load (median load " + fmt1(med / 1000) + " s)"
-                                      : "the model was warm: median load_duration " + fmt1(med) + " ms",
-                                 ev));
+      ev["max_load_duration_ms"] = *std::max_element(slowLoads.begin(), slowLoads.end());
+      bool cause = med >= kColdMs && reloads > 0;
+      std::string summary;
+      if (cause)
+        summary = "the model was reloaded " + std::to_string(reloads) + " time(s) after it had been warm; slow attempts paid a load (median " +
+                  fmt1(med / 1000) + " s)";
+      else if (med >= kColdMs)
+        summary = "cold loads were the window's first or followed an unload (" + fmt1(med / 1000) +
+                  " s median); the model stayed warm otherwise";
+      else
+        summary = "the model was warm: median load_duration " + fmt1(med) + " ms";
+      findings.push_back(finding("cold_start", cause ? "cause" : "not_cause", summary, ev));
     }
   }
 
@@ -104,10 +144,12 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
   // --- CPU spill: eval rate against the model's own baseline, runner CPU and flash attention.
   {
     auto spill = store.eventsBetween(since, until, "cpu_spill_suspected");
-    std::map<std::string, std::vector<double>> rates;
+    // Eval rate of each completed attempt, tokens/s; generations shorter than 50 ms are left out,
+    // their rate is mostly scheduling noise.
+    std::vector<double> all;
     for (auto& a : attempts) {
-      if (a.outcome == "ok" && a.evalCount && a.evalDurationMs && *a.evalDurationMs > 0)
-        rates["all"].push_back(static_cast<double>(*a.evalCount) / (*a.evalDurationMs / 1000.0));
+      if (a.outcome == "ok" && a.evalCount && a.evalDurationMs && *a.evalDurationMs >= 50)
+        all.push_back(static_cast<double>(*a.evalCount) / (*a.evalDurationMs / 1000.0));
     }
     auto runners = store.runnerSamplesBetween(since, until);
     double maxCpu = 0;
@@ -117,17 +159,31 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
       if (!r.flashAttention.empty()) fa = r.flashAttention;
     }
     json ev = {{"suspected_events", spill.size()}, {"runner_cpu_pct_max", maxCpu}, {"flash_attention", fa}};
-    auto& all = rates["all"];
     if (all.size() >= 2) {
       ev["eval_rate_max_tps"] = *std::max_element(all.begin(), all.end());
       ev["eval_rate_min_tps"] = *std::min_element(all.begin(), all.end());
       ev["eval_rate_p50_tps"] = *percentile(all, 50);
     }
-    if (!spill.empty()) {
-      ev["detail"] = spill.back().detail;
+    // From the rows alone: a share of completed attempts generating spillFactor times slower than
+    // the window's fast attempts (its p90 rate stands for the model's baseline).
+    bool slowByRate = false;
+    if (all.size() >= 4) {
+      double baseline = *percentile(all, 90);
+      std::size_t slowCount = 0;
+      for (double r : all)
+        if (r * options.spillFactor <= baseline) ++slowCount;
+      double share = static_cast<double>(slowCount) / static_cast<double>(all.size());
+      ev["baseline_rate_tps"] = baseline;
+      ev["attempts_below_baseline_over_factor"] = slowCount;
+      slowByRate = slowCount >= 2 && share >= 0.1;
+    }
+    if (!spill.empty() || slowByRate) {
+      if (!spill.empty()) ev["detail"] = spill.back().detail;
       findings.push_back(finding("cpu_spill", "cause",
-                                 "generation ran several times slower than the model's own baseline while ps said 100% GPU"
-                                 " (flash attention " + fa + "): set OLLAMA_FLASH_ATTENTION=0 and restart serve",
+                                 "generation ran " + fmt1(options.spillFactor) +
+                                     "x or more slower than the model's own baseline while the model was warm"
+                                     " (flash attention " + fa + ", runner CPU up to " + fmt1(maxCpu) +
+                                     "%): set OLLAMA_FLASH_ATTENTION=0 and restart serve",
                                  ev));
     } else {
       findings.push_back(finding("cpu_spill", all.empty() ? "no_data" : "not_cause",

@@ -2,6 +2,7 @@
 // the Ollama-compatible surface, against fake-ollama with faults from its switchboard.
 #include <signal.h>
 
+#include <map>
 #include <random>
 #include <set>
 
@@ -146,25 +147,40 @@ TEST_CASE("Unknown model fails at once with Ollama's message, not retried", "[oa
   CHECK(t["error"].get<std::string>().find("not found") != std::string::npos);
 }
 
-TEST_CASE("200 trials at concurrency 4 with hangs and crashes mid-stream: every trial succeeds exactly once",
+TEST_CASE("1000 trials at concurrency 4 with hangs, crashes mid-stream and a serve crash: every trial succeeds exactly once",
           "[oasisd][trials][faults]") {
   Oasisd d(fastConfig({{"max_concurrency", 4}, {"max_attempts", 10}}),
            {}, {"OLLAMA_NUM_PARALLEL=4"});
   REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
   json batch = {{"trials", json::array()}};
-  const std::size_t n = 200;
+  const std::size_t n = 1000;
   for (std::size_t i = 0; i < n; ++i)
     batch["trials"].push_back({{"model", "tiny:latest"}, {"request", {{"prompt", "p" + std::to_string(i)}}}, {"run", "load"}});
-  auto ids = d.post("/v1/trials/batch", batch)["ids"];
+  json ids = d.post("/v1/trials/batch", batch)["ids"];
   REQUIRE(ids.size() == n);
-  std::mt19937 rng(42);
-  // Inject faults while the run goes on.
-  for (int round = 0; round < 6 && !allEnded(d, n); ++round) {
-    if (round % 2 == 0) faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
-    else faults(d, {{"runner_crash_after_tokens", 3}});
-    waitFor([&] { return allEnded(d, n); }, 3s, 200ms);
+  auto succeeded = [&] { return d.get("/v1/status")["trials"]["succeeded"].get<std::size_t>(); };
+  // Inject faults while the run goes on, each once some progress has been made since the last:
+  // hangs, runner crashes mid-stream, and (in the middle) serve itself exiting.
+  const json schedule[] = {{{"hang_after_tokens", 2}, {"hang_count", 1}},
+                           {{"runner_crash_after_tokens", 3}},
+                           {{"serve_exit", 1}},
+                           {{"hang_after_tokens", 2}, {"hang_count", 2}},
+                           {{"runner_crash_after_tokens", 3}}};
+  int serveBefore = d.get("/v1/status")["server"]["pid"].get<int>();
+  std::size_t step = 0;
+  for (auto& f : schedule) {
+    std::size_t target = (++step) * n / 7;
+    REQUIRE(waitFor([&] { return succeeded() >= target; }, 120s, 100ms));
+    if (f.contains("serve_exit")) {
+      faults(d, f);
+      REQUIRE(d.waitForEvent("server_restarted", 30s));
+      REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 30s));
+    } else {
+      faults(d, f);
+    }
   }
-  REQUIRE(waitFor([&] { return allEnded(d, n); }, 240s, 250ms));
+  REQUIRE(waitFor([&] { return allEnded(d, n); }, 300s, 250ms));
+  CHECK(d.get("/v1/status")["server"]["pid"].get<int>() != serveBefore);
   auto t = d.get("/v1/status")["trials"];
   CHECK(t["succeeded"] == n);
   CHECK(t["failed"] == 0);
@@ -180,6 +196,19 @@ TEST_CASE("200 trials at concurrency 4 with hangs and crashes mid-stream: every 
     after = page["next"].get<long long>();
   }
   CHECK(seen.size() == n);
+  // Every attempt is recorded: exactly one ok per trial, and the faults show up as failed ones.
+  std::size_t failedAttempts = 0, interrupted = 0;
+  for (int id : seen) {
+    auto tr = d.get("/v1/trials/" + std::to_string(id));
+    int oks = 0;
+    for (auto& a : tr["attempts"]) {
+      if (a["outcome"] == "ok") ++oks;
+      else if (a["outcome"] == "interrupted") ++interrupted;
+      else ++failedAttempts;
+    }
+    CHECK(oks == 1);
+  }
+  CHECK(failedAttempts + interrupted >= 4);
 }
 
 TEST_CASE("kill -9 of oasisd mid-run: after restart every trial still ends exactly once", "[oasisd][trials][crash]") {
@@ -220,6 +249,71 @@ TEST_CASE("kill -9 of oasisd mid-run: after restart every trial still ends exact
     CHECK(oks == 1);
   }
   CHECK(interrupted >= 1);
+}
+
+TEST_CASE("A replayed failure window: the timeline shows the spike and the recovery, the diagnosis names the deadlock",
+          "[oasisd][trials][diagnosis]") {
+  Oasisd d(fastConfig({{"max_concurrency", 1}, {"max_attempts", 10}}));
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  // The daemon's database is new: the endpoints' default window (the last hour) covers the run.
+  auto submit = [&](std::size_t n, const std::string& run) {
+    json batch = {{"trials", json::array()}};
+    for (std::size_t i = 0; i < n; ++i)
+      batch["trials"].push_back({{"model", "tiny:latest"}, {"request", {{"prompt", run}}}, {"run", run}});
+    json ids = d.post("/v1/trials/batch", batch)["ids"];
+    REQUIRE(ids.size() == n);
+  };
+  // Healthy phase.
+  submit(6, "healthy");
+  REQUIRE(waitFor([&] { return allEnded(d, 6); }, 60s, 100ms));
+
+  // The incident: a generation hangs, and a client oasisd does not control keeps its request
+  // open; oasisd's own trials then time out waiting for the runner's slot.
+  faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
+  auto held = HeldStream::open(d.ollama(), "/api/generate", json({{"model", "tiny:latest"}, {"prompt", "hang"}}).dump());
+  REQUIRE(held);
+  REQUIRE(held->nextLine(5s));
+  submit(4, "incident");
+  REQUIRE(d.waitForEvent("runner_killed", 60s));
+  REQUIRE(waitFor([&] { return allEnded(d, 10); }, 90s, 100ms));
+  held->close();
+
+  // Recovery: trials flow again.
+  submit(6, "after");
+  REQUIRE(waitFor([&] { return allEnded(d, 16); }, 60s, 100ms));
+  CHECK(d.get("/v1/status")["trials"]["succeeded"] == 16);
+
+  auto rows = d.get("/v1/timeline?bucket_s=1")["rows"];
+  INFO(rows.dump(1));
+  // Buckets in time order: healthy (trials, no failures), the spike (failed attempts and the
+  // kill among its actions), then recovered (trials, no failures) after the last failure.
+  std::ptrdiff_t firstOk = -1, lastFail = -1, okAfter = -1, killAt = -1;
+  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows.size()); ++i) {
+    auto& r = rows[static_cast<std::size_t>(i)];
+    if (r["failed"].get<int>() > 0) lastFail = i;
+    if (r["trials"].get<int>() > 0 && r["failed"] == 0 && firstOk < 0) firstOk = i;
+    for (auto& a : r["actions"])
+      if (a.get<std::string>().rfind("runner_killed", 0) == 0) killAt = i;
+  }
+  REQUIRE(lastFail >= 0);
+  for (std::ptrdiff_t i = lastFail + 1; i < static_cast<std::ptrdiff_t>(rows.size()); ++i) {
+    auto& r = rows[static_cast<std::size_t>(i)];
+    if (r["trials"].get<int>() > 0 && r["failed"] == 0) okAfter = i;
+  }
+  CHECK(firstOk >= 0);
+  CHECK(firstOk < lastFail);
+  CHECK(okAfter > lastFail);
+  CHECK(killAt >= 0);
+  CHECK(rows[static_cast<std::size_t>(lastFail)]["failure_rate"].get<double>() > 0);
+
+  auto diag = d.get("/v1/diagnosis");
+  INFO(diag.dump(1));
+  std::map<std::string, std::string> verdicts;
+  for (auto& f : diag["findings"]) verdicts[f["kind"].get<std::string>()] = f["verdict"].get<std::string>();
+  CHECK(verdicts["stopping_deadlock"] == "cause");
+  CHECK(verdicts["memory_pressure"] != "cause");
+  CHECK(verdicts["cpu_spill"] != "cause");
+  CHECK(verdicts["cold_start"] != "cause");
 }
 
 TEST_CASE("Ollama-compatible surface: generate and chat, stream and not, through the socket", "[oasisd][compat]") {
