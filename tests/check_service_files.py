@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Checks the service files: the LaunchAgent plist parses as an XML plist once install.sh's
-substitutions are applied, has the keys launchd needs with the values we rely on, and names the
-same paths install.sh writes; the systemd unit restarts on failure only."""
+"""Checks the service file templates: the LaunchAgent plist parses as an XML plist once its
+@HOME@/@BIN@ placeholders are filled in, and has the keys launchd needs with the values we rely
+on; the systemd unit restarts on failure only. What `oasisctl install` renders from them (and
+the paths it creates) is checked by the oasisctl integration tests."""
 import os
 import plistlib
 import re
@@ -18,14 +19,17 @@ def check(cond, what):
 
 text = open(os.path.join(root, "launchd", "com.oasis.oasisd.plist")).read()
 install = open(os.path.join(root, "launchd", "install.sh")).read()
+ctl = open(os.path.join(root, "daemon", "cli", "service_install.cpp")).read()
 home, bin_dir = "/Users/someone", "/opt/homebrew/bin"
 p = plistlib.loads(text.replace("@HOME@", home).replace("@BIN@", bin_dir).encode())
 check(p["Label"] == "com.oasis.oasisd", "Label")
-check("label=" + p["Label"] in install, "install.sh uses the plist's Label")
+check('kLaunchdLabel = "' + p["Label"] + '"' in open(os.path.join(root, "daemon", "cli", "service_install.h")).read(),
+      "oasisctl install uses the plist's Label")
+check("oasisctl\" install --manager launchd" in install, "install.sh delegates to oasisctl install")
 check(p["ProgramArguments"][0] == bin_dir + "/oasisd", "ProgramArguments[0] is the oasisd binary")
 check(p["ProgramArguments"][1:] == ["--config", home + "/Library/Application Support/oasisd/oasisd.json"],
-      "config path matches install.sh")
-check('cfg="$HOME/Library/Application Support/oasisd/oasisd.json"' in install, "install.sh writes that config")
+      "config path is the macOS default (daemon/paths.cpp)")
+check('"/Library/Application Support/oasisd/oasisd.json"' in ctl, "oasisctl install knows the template's config path")
 check(p["RunAtLoad"] is True, "RunAtLoad")
 check(p["KeepAlive"] == {"SuccessfulExit": False}, "KeepAlive restarts on failure only")
 check(p["ThrottleInterval"] >= 10, "ThrottleInterval")
@@ -34,10 +38,10 @@ check(p["ProcessType"] in ("Interactive", "Standard", "Adaptive", "Background"),
 for key in ("StandardOutPath", "StandardErrorPath", "WorkingDirectory"):
     check(os.path.isabs(p[key]) and "~" not in p[key], key + " absolute")
 check(p["StandardOutPath"].startswith(home + "/Library/Logs/oasisd/"), "logs under ~/Library/Logs/oasisd")
-check('"$HOME/Library/Logs/oasisd"' in install, "install.sh creates the log directory")
+check('"/Library/Logs/oasisd"' in ctl, "oasisctl install creates the log directory")
 check("PATH" in p["EnvironmentVariables"], "EnvironmentVariables.PATH")
-check("launchctl bootstrap" in install and "launchctl bootout" in install and "kickstart -k" in install,
-      "install.sh uses bootstrap/bootout/kickstart")
+check('"bootstrap"' in ctl and '"bootout"' in ctl and '"kickstart", "-k"' in ctl,
+      "oasisctl install uses bootstrap/bootout/kickstart")
 
 unit = open(os.path.join(root, "etc", "oasisd.service")).read()
 check(re.search(r"^Restart=on-failure$", unit, re.M) is not None, "systemd Restart=on-failure")

@@ -52,6 +52,21 @@ const std::vector<CommandSpec>& commandSpecs() {
        "oasisctl doctor --since 2h", {"--since", "--model"}, {}, 0, 0},
       {"preflight", "preflight MODEL", "Would MODEL fit in memory now? (exit 1 if not)", "",
        "oasisctl preflight gemma4:e4b", {}, {}, 1, 1},
+      {"install", "install [--bin-dir DIR] [--manager launchd|systemd] [--dry-run]",
+       "Install and start oasisd as the user's background service (launchd agent / systemd user unit)",
+       "  --bin-dir DIR   where oasisd is (default: the directory holding this oasisctl)\n"
+       "  --manager M     launchd or systemd (default: this host's; the other one with --dry-run is\n"
+       "                  a way to read what would be written)\n"
+       "  --dry-run       print the steps without doing them\n"
+       "  The config given with --config (default: the platform's) is created if missing and kept\n"
+       "  otherwise. Prints every file written and every launchctl/systemctl command run.",
+       "oasisctl install --bin-dir /opt/homebrew/bin", {"--bin-dir", "--manager"}, {"--dry-run"}, 0, 0},
+      {"uninstall", "uninstall [--manager launchd|systemd] [--dry-run]",
+       "Stop the background service and remove its launchd agent / systemd unit",
+       "  Keeps the config, the database and the logs; prints what it removed and what it kept.\n"
+       "  --manager M     launchd or systemd (default: this host's)\n"
+       "  --dry-run       print the steps without doing them",
+       "oasisctl uninstall", {"--manager"}, {"--dry-run"}, 0, 0},
       {"help", "help [COMMAND]", "Show help for oasisctl or one command", "", "oasisctl help submit", {}, {}, 0, 1},
   };
   return specs;

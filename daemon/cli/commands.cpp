@@ -17,6 +17,8 @@
 #include "common/http.h"
 #include "daemon/cli/args.h"
 #include "daemon/cli/format.h"
+#include "daemon/cli/service_install.h"
+#include "daemon/platform/platform.h"
 #include "daemon/paths.h"
 
 namespace oasis::cli {
@@ -145,6 +147,7 @@ class Session {
   int events();
   int preflight();
   int doctor();
+  int service(bool uninstall);
 
   const Args& args_;
   std::ostream& out_;
@@ -228,6 +231,7 @@ int Session::run() {
   if (c == "events") return events();
   if (c == "preflight") return preflight();
   if (c == "doctor") return doctor();
+  if (c == "install" || c == "uninstall") return service(c == "uninstall");
   err_ << "oasisctl: unknown command '" << c << "'\n";
   return kExitUsage;
 }
@@ -556,6 +560,100 @@ int Session::doctor() {
   if (fa == "on") out_ << "  (on Apple Silicon this is the incident's Bug 3: set ollama.flash_attention to auto or off)";
   out_ << "\n";
   return problem ? kExitFailed : kExitOk;
+}
+
+int Session::service(bool uninstall) {
+  ServiceContext ctx;
+  ctx.manager = hostServiceManager();
+  if (auto m = args_.option("--manager")) {
+    auto parsed = parseServiceManager(*m);
+    if (!parsed) {
+      err_ << "oasisctl: --manager must be launchd or systemd (got '" << *m << "')\n";
+      return kExitUsage;
+    }
+    ctx.manager = *parsed;
+  }
+  const char* home = std::getenv("HOME");
+  if (!home || home[0] != '/') {
+    err_ << "oasisctl: HOME is not set to an absolute path; the service files go under it\n";
+    return kExitFailed;
+  }
+  ctx.home = home;
+  while (ctx.home.size() > 1 && ctx.home.back() == '/') ctx.home.pop_back();
+  ctx.uid = static_cast<unsigned>(::getuid());
+  ctx.configPath = args_.config.value_or(defaultConfigPath());
+  if (ctx.configPath.empty() || ctx.configPath[0] != '/') {
+    err_ << "oasisctl: --config must be an absolute path for the service (got '" << ctx.configPath << "')\n";
+    return kExitUsage;
+  }
+  if (!uninstall) {
+    if (auto b = args_.option("--bin-dir")) {
+      ctx.binDir = *b;
+    } else {
+      auto self = platform::selfExecutablePath();
+      if (!self) {
+        err_ << "oasisctl: cannot tell where oasisctl is (" << self.error().message << "); pass --bin-dir\n";
+        return kExitFailed;
+      }
+      ctx.binDir = self->substr(0, self->rfind('/'));
+    }
+    while (ctx.binDir.size() > 1 && ctx.binDir.back() == '/') ctx.binDir.pop_back();
+    std::string daemon = ctx.binDir + "/oasisd";
+    if (ctx.binDir.empty() || ctx.binDir[0] != '/' || ::access(daemon.c_str(), X_OK) != 0) {
+      err_ << "oasisctl: no executable oasisd in '" << ctx.binDir << "'; pass --bin-dir with the directory holding it\n";
+      return kExitUsage;
+    }
+  }
+  auto steps = uninstall ? uninstallPlan(ctx) : installPlan(ctx);
+  bool dryRun = args_.has("--dry-run");
+  std::string file = serviceFilePath(ctx);
+  std::string what = ctx.manager == ServiceManager::Launchd ? "launchd agent " + std::string(kLaunchdLabel)
+                                                            : "systemd user unit " + std::string(kSystemdUnitName);
+  std::vector<std::string> notes;
+  auto log = [&](const std::string& line) {
+    if (args_.json) notes.push_back(line);
+    else out_ << "      " << style_.dim(line) << "\n";
+  };
+  if (!args_.json)
+    out_ << (dryRun ? "Would " : "") << (uninstall ? "uninstall" : "install") << " the " << what << (dryRun ? ":" : "") << "\n";
+  json report = {{"manager", std::string(toString(ctx.manager))},
+                 {"action", uninstall ? "uninstall" : "install"},
+                 {"service_file", file},
+                 {"config", ctx.configPath},
+                 {"dry_run", dryRun},
+                 {"steps", json::array()}};
+  bool ok = true;
+  for (auto& step : steps) {
+    json js = step.toJson();
+    if (dryRun) {
+      js["result"] = "planned";
+      if (!args_.json) out_ << "  " << step.describe() << "   " << style_.dim("# " + step.why) << "\n";
+    } else {
+      notes.clear();
+      Status st = executeStep(step, log);
+      js["result"] = st.ok() ? "ok" : "failed";
+      if (!st.ok()) js["error"] = st.error().message;
+      if (!notes.empty()) js["output"] = notes;
+      if (!args_.json) {
+        out_ << "  " << (st.ok() ? style_.green("ok") : style_.red("FAILED")) << "  " << step.describe() << "   "
+             << style_.dim("# " + step.why) << "\n";
+        if (!st.ok()) err_ << "oasisctl: " << st.error().message << "\n";
+      }
+      ok = st.ok();
+    }
+    report["steps"].push_back(js);
+    if (!ok) break;
+  }
+  report["ok"] = ok;
+  if (args_.json) {
+    printJson(report);
+  } else if (!dryRun && ok) {
+    if (uninstall)
+      out_ << "Removed " << file << ". Kept the config (" << ctx.configPath << "), the database and the logs.\n";
+    else
+      out_ << "Installed " << file << "; oasisd starts at login and restarts on failure. Check it with `oasisctl status`.\n";
+  }
+  return ok ? kExitOk : kExitFailed;
 }
 
 int Session::preflight() {

@@ -4,11 +4,14 @@
 // and exits are watched with kqueue EVFILT_PROC/NOTE_EXIT.
 #include <algorithm>
 #include <cerrno>
+#include <climits>  // PATH_MAX
+#include <cstdlib>  // realpath
 #include <cstring>
 #include <set>
 
 #include <fcntl.h>
 #include <libproc.h>
+#include <mach-o/dyld.h>  // _NSGetExecutablePath
 #include <mach/mach.h>
 #include <mach/mach_error.h>
 #include <mach/mach_time.h>
@@ -226,6 +229,16 @@ bool isAppleSilicon() {
   std::size_t size = sizeof value;
   if (sysctlbyname("hw.optional.arm64", &value, &size, nullptr, 0) != 0) return false;
   return value == 1;
+}
+
+Result<std::string> selfExecutablePath() {
+  uint32_t size = 0;
+  _NSGetExecutablePath(nullptr, &size);  // -1, and size set to what is needed
+  std::string raw(size, '\0');
+  if (_NSGetExecutablePath(raw.data(), &size) != 0) return Error{"_NSGetExecutablePath failed"};
+  char resolved[PATH_MAX];
+  if (!::realpath(raw.c_str(), resolved)) return Error{std::string("realpath: ") + std::strerror(errno)};
+  return std::string(resolved);
 }
 
 Result<uint64_t> totalMemoryBytes() {

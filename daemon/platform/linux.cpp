@@ -2,6 +2,7 @@
 // pidfd for race-free signals (platform-facts §4).
 #include <algorithm>
 #include <cerrno>
+#include <climits>  // PATH_MAX
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -187,6 +188,13 @@ std::optional<int> findListeningPid(uint16_t port) {
 }
 
 bool isAppleSilicon() { return false; }
+
+Result<std::string> selfExecutablePath() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n < 0) return Error{std::string("readlink /proc/self/exe: ") + std::strerror(errno)};
+  return std::string(buf, static_cast<std::size_t>(n));
+}
 
 Result<uint64_t> totalMemoryBytes() {
   auto text = readProcFile("/proc/meminfo", 256 * 1024);

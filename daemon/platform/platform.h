@@ -59,6 +59,9 @@ std::optional<int> findListeningPid(uint16_t port);
 // Apple Silicon kernel (sysctl hw.optional.arm64 == 1, also true under Rosetta); false on
 // Linux and Intel Macs.
 bool isAppleSilicon();
+// The running program's own executable, absolute and resolved (Linux /proc/self/exe; macOS
+// _NSGetExecutablePath + realpath). oasisctl install uses it to find oasisd beside itself.
+Result<std::string> selfExecutablePath();
 // Physical memory (Linux MemTotal; macOS hw.memsize).
 Result<uint64_t> totalMemoryBytes();
 // The OS's own memory signals as one sample: Linux /proc/meminfo + /proc/vmstat +

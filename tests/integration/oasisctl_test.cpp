@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,8 +44,14 @@ CtlResult ctl(const std::vector<std::string>& args, std::chrono::milliseconds de
   for (auto& a : all) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::vector<std::string> envs;
+  auto overridden = [&](std::string_view entry) {
+    if (entry.rfind("OASISD_SOCKET=", 0) == 0) return true;
+    for (auto& e : extraEnv)
+      if (entry.substr(0, entry.find('=') + 1) == std::string_view(e).substr(0, e.find('=') + 1)) return true;
+    return false;
+  };
   for (char** e = environ; *e; ++e)
-    if (std::string_view(*e).rfind("OASISD_SOCKET=", 0) != 0) envs.emplace_back(*e);
+    if (!overridden(*e)) envs.emplace_back(*e);
   for (auto& e : extraEnv) envs.push_back(e);
   std::vector<char*> envp;
   for (auto& e : envs) envp.push_back(e.data());
@@ -265,4 +272,146 @@ TEST_CASE("oasisctl: commands against a real oasisd", "[oasisctl]") {
   auto kr = c({"kill-runner", "nonexistent:model", "--json"});
   CHECK((kr.exitCode == 0 || kr.exitCode == 1));
   CHECK(kr.parsed().is_object());
+}
+
+namespace {
+
+// A HOME to install into and a PATH whose launchctl/systemctl only record their arguments.
+struct ServiceSandbox {
+  TempDir dir;
+  std::string home = dir.file("home");
+  std::string log = dir.file("manager.log");
+  std::string bin = dir.file("bin");
+  ServiceSandbox() {
+    REQUIRE(runShell("mkdir -p '" + home + "' '" + bin + "'").first == 0);
+    for (const char* tool : {"launchctl", "systemctl"}) {
+      std::string path = bin + "/" + tool;
+      std::ofstream f(path);
+      // bootout of an agent that is not loaded fails, as launchctl's does.
+      f << "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> '" << log << "'\n"
+        << "case \"$1\" in bootout) echo 'Boot-out failed: 3: No such process' >&2; exit 3;; esac\n";
+      f.close();
+      ::chmod(path.c_str(), 0755);
+    }
+  }
+  std::vector<std::string> env() const {
+    return {"HOME=" + home, "PATH=" + bin + ":/usr/bin:/bin", "XDG_CONFIG_HOME=" + home + "/.config"};
+  }
+  std::vector<std::string> calls() const {
+    std::vector<std::string> out;
+    std::istringstream in(slurp(log));
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+};
+
+std::string binDir() {
+  std::string d = OASISD_BIN;
+  return d.substr(0, d.rfind('/'));
+}
+
+// The plist as Python's plistlib reads it (the same parser check_service_files.py uses).
+json readPlist(const std::string& path) {
+  TempDir t;
+  std::string out = t.file("plist.json");
+  REQUIRE(runShell("python3 -c 'import json,plistlib,sys; json.dump(plistlib.load(open(sys.argv[1],\"rb\")), "
+                   "open(sys.argv[2],\"w\"))' '" + path + "' '" + out + "'").first == 0);
+  return json::parse(slurp(out));
+}
+
+}  // namespace
+
+TEST_CASE("oasisctl install/uninstall: the launchd agent is written, bootstrapped and kickstarted", "[oasisctl][install]") {
+  ServiceSandbox sb;
+  auto r = ctl({"install", "--manager", "launchd", "--bin-dir", binDir()}, 30s, sb.env());
+  INFO(r.out << r.err);
+  REQUIRE(r.exitCode == 0);
+  std::string plistPath = sb.home + "/Library/LaunchAgents/com.oasis.oasisd.plist";
+  json p = readPlist(plistPath);
+  CHECK(p["Label"] == "com.oasis.oasisd");
+  // The agent starts the oasisd that exists, with the config install created.
+  std::string config = sb.home + "/.config/oasisd/oasisd.json";
+  CHECK(p["ProgramArguments"] == json({binDir() + "/oasisd", "--config", config}));
+  CHECK(::access(p["ProgramArguments"][0].get<std::string>().c_str(), X_OK) == 0);
+  CHECK(json::parse(slurp(config))["max_concurrency"] == "auto");
+  // Logs and working directory exist (launchd does not create them).
+  struct stat st {};
+  CHECK(::stat(p["WorkingDirectory"].get<std::string>().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  std::string logPath = p["StandardOutPath"].get<std::string>();
+  CHECK(::stat(logPath.substr(0, logPath.rfind('/')).c_str(), &st) == 0);
+  CHECK(p["KeepAlive"] == json({{"SuccessfulExit", false}}));
+  // The config the agent names passes oasisd's own validation.
+  CHECK(runShell(std::string(OASISD_BIN) + " --check-config --config '" + config + "' >/dev/null 2>&1").first == 0);
+  std::string uid = std::to_string(::getuid());
+  CHECK(sb.calls() == std::vector<std::string>{"launchctl bootout gui/" + uid + "/com.oasis.oasisd",
+                                              "launchctl bootstrap gui/" + uid + " " + plistPath,
+                                              "launchctl kickstart -k gui/" + uid + "/com.oasis.oasisd"});
+  CHECK(has(r.out, "write " + plistPath));
+  CHECK(has(r.out, "run launchctl kickstart -k"));
+
+  // A second install keeps a config the user edited.
+  {
+    std::ofstream f(config);
+    f << "{\"max_concurrency\": 2}\n";
+  }
+  REQUIRE(ctl({"install", "--manager", "launchd", "--bin-dir", binDir()}, 30s, sb.env()).exitCode == 0);
+  CHECK(json::parse(slurp(config))["max_concurrency"] == 2);
+
+  auto u = ctl({"uninstall", "--manager", "launchd", "--json"}, 30s, sb.env());
+  INFO(u.out << u.err);
+  REQUIRE(u.exitCode == 0);
+  CHECK(u.parsed()["ok"] == true);
+  CHECK(u.parsed()["steps"][0]["argv"] == json({"launchctl", "bootout", "gui/" + uid + "/com.oasis.oasisd"}));
+  CHECK(::access(plistPath.c_str(), F_OK) != 0);
+  CHECK(::access(config.c_str(), F_OK) == 0);  // kept
+}
+
+TEST_CASE("oasisctl install/uninstall: the systemd user unit, and failures that name what went wrong",
+          "[oasisctl][install]") {
+  ServiceSandbox sb;
+  auto dry = ctl({"install", "--manager", "systemd", "--bin-dir", binDir(), "--dry-run", "--json"}, 30s, sb.env());
+  INFO(dry.out << dry.err);
+  REQUIRE(dry.exitCode == 0);
+  CHECK(dry.parsed()["dry_run"] == true);
+  CHECK(sb.calls().empty());  // nothing was run or written
+  std::string unit = sb.home + "/.config/systemd/user/oasisd.service";
+  CHECK(::access(unit.c_str(), F_OK) != 0);
+
+  auto r = ctl({"install", "--manager", "systemd", "--bin-dir", binDir()}, 30s, sb.env());
+  INFO(r.out << r.err);
+  REQUIRE(r.exitCode == 0);
+  std::string text = slurp(unit);
+  CHECK(has(text, "\nExecStart=" + binDir() + "/oasisd --config " + sb.home + "/.config/oasisd/oasisd.json\n"));
+  CHECK(has(text, "\nRestart=on-failure\n"));
+  CHECK(sb.calls() == std::vector<std::string>{"systemctl --user daemon-reload", "systemctl --user enable oasisd.service",
+                                              "systemctl --user restart oasisd.service"});
+
+  // Usage errors: no oasisd where --bin-dir points, an unknown manager.
+  auto noBin = ctl({"install", "--bin-dir", sb.home}, 30s, sb.env());
+  CHECK(noBin.exitCode == 2);
+  CHECK(has(noBin.err, "no executable oasisd in '" + sb.home + "'"));
+  auto badMgr = ctl({"install", "--manager", "upstart"}, 30s, sb.env());
+  CHECK(badMgr.exitCode == 2);
+  CHECK(has(badMgr.err, "--manager must be launchd or systemd"));
+
+  // A service manager that fails: exit 1, the failing command named, later steps not run.
+  {
+    std::ofstream f(sb.bin + "/systemctl");
+    f << "#!/bin/sh\necho \"systemctl $*\" >> '" << sb.log << "'\necho 'Failed to connect to bus' >&2\nexit 1\n";
+  }
+  auto failed = ctl({"install", "--manager", "systemd", "--bin-dir", binDir(), "--json"}, 30s, sb.env());
+  INFO(failed.out << failed.err);
+  CHECK(failed.exitCode == 1);
+  json fj = failed.parsed();
+  CHECK(fj["ok"] == false);
+  CHECK(fj["steps"].back()["result"] == "failed");
+  CHECK(fj["steps"].back()["error"] == "systemctl exited with status 1");
+  CHECK(fj["steps"].back()["output"] == json({"systemctl: Failed to connect to bus"}));
+  CHECK(sb.calls().back() == "systemctl --user daemon-reload");
+
+  auto u = ctl({"uninstall", "--manager", "systemd"}, 30s, sb.env());
+  CHECK(u.exitCode == 0);  // disable and daemon-reload may fail when there is nothing to undo
+  CHECK(::access(unit.c_str(), F_OK) != 0);
+  CHECK(has(u.out, "Kept the config"));
 }

@@ -7,6 +7,7 @@
 #include "daemon/cli/args.h"
 #include "daemon/cli/commands.h"
 #include "daemon/cli/format.h"
+#include "daemon/cli/service_install.h"
 
 using namespace oasis::cli;
 using nlohmann::json;
@@ -234,4 +235,30 @@ TEST_CASE("cli run: usage errors exit 2 without contacting the daemon", "[cli]")
   std::ostringstream out2, err2;
   CHECK(run({"help", "submit"}, out2, err2, Terminal{}) == kExitOk);
   CHECK(contains(out2.str(), "submit FILE.jsonl"));
+}
+
+TEST_CASE("service files: rendered paths are quoted for systemd and escaped for the plist", "[cli][install]") {
+  ServiceContext ctx;
+  ctx.home = "/Users/a&b";
+  ctx.uid = 501;
+  ctx.binDir = "/opt/my tools/bin";
+  ctx.configPath = "/Users/a&b/Library/Application Support/oasisd/oasisd.json";
+  std::string unit = renderSystemdUnit("[Service]\nExecStart=%h/.local/bin/oasisd --config x\nRestart=on-failure\n", ctx);
+  CHECK(unit ==
+        "[Service]\nExecStart=\"/opt/my tools/bin/oasisd\" --config \"/Users/a&b/Library/Application "
+        "Support/oasisd/oasisd.json\"\nRestart=on-failure\n");
+  std::string plist = renderLaunchdPlist(
+      "<string>@BIN@/oasisd</string><string>@HOME@/Library/Application Support/oasisd/oasisd.json</string>", ctx);
+  CHECK(plist ==
+        "<string>/opt/my tools/bin/oasisd</string><string>/Users/a&amp;b/Library/Application "
+        "Support/oasisd/oasisd.json</string>");
+  // An explicit config elsewhere replaces the template's default path.
+  ctx.configPath = "/etc/oasisd.json";
+  CHECK(renderLaunchdPlist("<string>@HOME@/Library/Application Support/oasisd/oasisd.json</string>", ctx) ==
+        "<string>/etc/oasisd.json</string>");
+  ctx.manager = ServiceManager::Launchd;
+  auto steps = installPlan(ctx);
+  REQUIRE(steps.back().kind == ServiceStep::Kind::Run);
+  CHECK(steps.back().argv == std::vector<std::string>{"launchctl", "kickstart", "-k", "gui/501/com.oasis.oasisd"});
+  CHECK(uninstallPlan(ctx).front().mayFail);
 }
