@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -414,4 +415,93 @@ TEST_CASE("oasisctl install/uninstall: the systemd user unit, and failures that 
   CHECK(u.exitCode == 0);  // disable and daemon-reload may fail when there is nothing to undo
   CHECK(::access(unit.c_str(), F_OK) != 0);
   CHECK(has(u.out, "Kept the config"));
+}
+
+namespace {
+
+// A detached tmux session on its own server socket, for looking at what a terminal shows.
+class TmuxPane {
+ public:
+  static bool available() { return runShell("command -v tmux >/dev/null").first == 0; }
+  TmuxPane(const std::string& command, const std::vector<std::string>& env)
+      : name_("oasis-test-" + std::to_string(::getpid()) + "-" + std::to_string(++serial_)) {
+    std::string exports;
+    for (auto& e : env) exports += "export '" + e + "'; ";
+    auto r = runShell("tmux -L " + name_ + " -f /dev/null new-session -d -x 120 -y 50 -s t \"" + exports + command +
+                      "; sleep 600\"");
+    INFO(r.second);
+    REQUIRE(r.first == 0);
+  }
+  ~TmuxPane() { runShell("tmux -L " + name_ + " kill-server"); }
+  // The visible screen; with escapes (-e) to see colour.
+  std::string capture(bool escapes = false) const {
+    return runShell("tmux -L " + name_ + " capture-pane -p " + (escapes ? "-e " : "") + "-t t").second;
+  }
+  bool waitForScreen(const std::function<bool(const std::string&)>& ok, std::chrono::milliseconds deadline) const {
+    return waitFor([&] { return ok(capture()); }, deadline, 100ms);
+  }
+
+ private:
+  static inline int serial_ = 0;  // one tmux server per pane: no reuse of a server being killed
+  std::string name_;
+};
+
+std::size_t count(const std::string& s, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("oasisctl in a terminal: status --watch redraws in place, submit --wait draws one progress bar",
+          "[oasisctl][tty]") {
+  if (!TmuxPane::available()) {
+    WARN("tmux is not installed (scripts/deps.sh installs it): terminal rendering not checked");
+    return;
+  }
+  Oasisd d(json{{"stall_timeout_s", 2}, {"first_token_timeout_s", 5}, {"request_timeout_s", 20}});
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running" && s["server"]["up"] == true; },
+                          30s));
+  const std::string ctlCmd = std::string(OASISCTL_BIN) + " --socket " + d.socket();
+  {
+    TmuxPane pane(ctlCmd + " status --watch --interval 0.2", {"TERM=xterm-256color"});
+    REQUIRE(pane.waitForScreen([](const std::string& s) { return has(s, "refreshing every"); }, 20s));
+    std::string screen = pane.capture();
+    INFO(screen);
+    CHECK(has(screen, "running"));
+    CHECK(has(screen, "Memory:"));
+    // Paused from elsewhere: the same screen shows it within a few refreshes, drawn over the
+    // old one rather than scrolled below it.
+    d.post("/v1/pause", {{"reason", "manual"}});
+    REQUIRE(pane.waitForScreen([](const std::string& s) { return has(s, "Run:     paused"); }, 20s));
+    screen = pane.capture();
+    UNSCOPED_INFO(screen);
+    CHECK(count(screen, "refreshing every") == 1);
+    CHECK(count(screen, "Memory:") == 1);
+    CHECK(has(pane.capture(true), "\x1b["));  // colour on a terminal
+    d.post("/v1/resume", json::object());
+  }
+  {
+    // NO_COLOR is respected on a terminal.
+    TmuxPane pane(ctlCmd + " status", {"TERM=xterm-256color", "NO_COLOR=1"});
+    REQUIRE(pane.waitForScreen([](const std::string& s) { return has(s, "Memory:"); }, 20s));
+    CHECK_FALSE(has(pane.capture(true), "\x1b[3"));
+  }
+  {
+    TempDir t;
+    std::string file = t.file("trials.jsonl");
+    {
+      std::ofstream f(file);
+      for (int i = 0; i < 30; ++i) f << R"({"model": "tiny:latest", "prompt": "p)" << i << "\"}\n";
+    }
+    TmuxPane pane(ctlCmd + " submit " + file + " --run tty --wait", {"TERM=xterm-256color"});
+    REQUIRE(pane.waitForScreen([](const std::string& s) { return has(s, "30/30 done"); }, 120s));
+    std::string screen = pane.capture();
+    INFO(screen);
+    // One bar, updated in place (a carriage return and erase-line, not a new line per update).
+    CHECK(count(screen, "[") == 1);
+    CHECK(count(screen, "done") == 1);
+    CHECK(has(screen, "[##############################]"));
+  }
 }
