@@ -87,6 +87,7 @@ policy::ServerPolicyConfig serverConfig(const Config& c) {
   policy::ServerPolicyConfig s;
   s.mode = c.ollama.mode == OllamaConfig::Mode::Managed ? policy::ServerMode::Managed : policy::ServerMode::Attach;
   s.psFailuresBeforeRestart = c.ollama.wedgeAfterPsFailures;
+  s.startTimeout = Seconds(c.ollama.startTimeoutS);
   s.backoff.initial = Seconds(c.ollama.restart.initialBackoffS);
   s.backoff.cap = Seconds(c.ollama.restart.maxBackoffS);
   s.healthyResetAfter = Seconds(c.ollama.restart.healthyResetS);

@@ -2,9 +2,13 @@
 # Configures and builds one flavour of the tree.
 #   scripts/build.sh            -> build/        (RelWithDebInfo)
 #   scripts/build.sh asan       -> build-asan/   (AddressSanitizer + UBSan, what CI tests)
+#   scripts/build.sh release oasisd oasisctl     (only those targets; the demo builds three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour="${1:-release}"
+shift || true
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
 case "$flavour" in
   # -O2 with GCC 12 raises false-positive -Warray-bounds/-Wmismatched-new-delete inside
   # libstdc++ and Asio; warnings stay errors in the sanitizer build that CI tests.
@@ -19,4 +23,4 @@ if [[ -f "$dir/CMakeCache.txt" ]]; then
 else
   cmake -S . -B "$dir" "${gen[@]}" "${extra[@]}"
 fi
-cmake --build "$dir" --parallel "$(nproc 2>/dev/null || sysctl -n hw.ncpu)"
+cmake --build "$dir" --parallel "$(nproc 2>/dev/null || sysctl -n hw.ncpu)" ${targets[@]+"${targets[@]}"}

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-scripts/build.sh release
+# Only what the demo runs: the daemon, the CLI and the emulator (not the test suite).
+scripts/build.sh release oasisd oasisctl fake-ollama
 if [[ "${1:-}" == "--real" ]]; then
   command -v ollama >/dev/null || { echo "demo: no ollama on PATH" >&2; exit 1; }
   exec build/daemon/oasisd --config etc/oasisd.example.json

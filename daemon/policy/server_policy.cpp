@@ -1,5 +1,7 @@
 #include "daemon/policy/server_policy.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 
@@ -218,6 +220,7 @@ Decision ServerPolicy::onHealth(bool ok, SteadyTime now) {
         }
         break;
       }
+      if (managed() && !healthConfirmed_) return d;  // still starting: startTimeout decides (tick)
       ++healthFailures_;
       if (healthFailures_ >= std::max(config_.healthFailuresBeforeRestart, 1)) {
         std::string reason = "HEAD / failed " + std::to_string(healthFailures_) + " times";
@@ -313,6 +316,12 @@ Decision ServerPolicy::tick(SteadyTime now) {
       if (nextLaunchAt_ && now >= *nextLaunchAt_) return launchNow(pendingIsRestart_, now);
       return {};
     case ServerState::Up:
+      if (managed() && !healthConfirmed_ && launchedAt_ &&
+          secondsBetween(*launchedAt_, now) >= config_.startTimeout.count()) {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%g", config_.startTimeout.count());
+        return fail(std::string("serve did not answer HEAD / within start_timeout_s (") + secs + " s)", true, now);
+      }
       if (failures_ > 0 && healthConfirmed_ && healthySince_ &&
           secondsBetween(*healthySince_, now) >= config_.healthyResetAfter.count()) {
         failures_ = 0;  // healthy long enough: the next failure restarts immediately again

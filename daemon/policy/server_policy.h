@@ -38,6 +38,9 @@ struct ServerPolicyConfig {
   ServerMode mode = ServerMode::Managed;
   int psFailuresBeforeRestart = 3;
   int healthFailuresBeforeRestart = 3;
+  // Managed: a launched serve has this long to answer its first HEAD /; failed checks before
+  // that do not count (a cold start with many models to scan can be slow). Then: a failure.
+  Seconds startTimeout{60.0};
   BackoffConfig backoff;
   Seconds healthyResetAfter{120.0};
   int maxFastFailures = 5;

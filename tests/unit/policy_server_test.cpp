@@ -224,3 +224,34 @@ TEST_CASE("attach mode never starts or restarts serve; it reports and pauses",
   CHECK(pauses == 4);        // start, ps wedge, HEAD failures, exit
   CHECK(unhealthy == 3);     // ps wedge, HEAD failures, the escalation report
 }
+
+TEST_CASE("managed: a serve that never answers is restarted after start_timeout_s, not after 3 checks",
+          "[policy][server]") {
+  ServerPolicyConfig c;
+  c.startTimeout = Seconds{30.0};
+  ServerPolicy p(c);
+  (void)p.start(at(0));
+  (void)p.onLaunched(100, at(0.1));
+  // A slow start: HEAD / fails for a while, but that is not yet a failure.
+  for (double t = 1; t < 30; t += 1) {
+    CHECK(p.onHealth(false, at(t)).empty());
+    CHECK(p.tick(at(t + 0.5)).empty());
+  }
+  CHECK(p.state() == ServerState::Up);
+  CHECK_FALSE(p.up());
+  Decision d = p.tick(at(30.2));
+  CHECK(has<RestartServer>(d));  // the process is alive: stop it, then launch again
+  REQUIRE(d.hasEvent(EventKind::ServerUnhealthy));
+  CHECK(p.consecutiveFailures() == 1);
+
+  // The relaunched serve answers in time: it is up, and later failed checks count again.
+  (void)p.onLaunched(101, at(31));
+  (void)p.onHealth(true, at(33));
+  CHECK(p.up());
+  CHECK(p.tick(at(100)).empty());
+  CHECK(p.onHealth(false, at(101)).empty());
+  CHECK(p.onHealth(false, at(102)).empty());
+  Decision again = p.onHealth(false, at(103));
+  CHECK(again.hasEvent(EventKind::ServerUnhealthy));
+  CHECK(p.state() == ServerState::Waiting);  // second failure in a row: relaunch after backoff
+}
