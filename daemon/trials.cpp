@@ -239,6 +239,9 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   opt.connectTimeout = std::min(std::chrono::milliseconds(5000), firstTokenLimit);
   // Ollama writes headers with the first chunk: the head arriving is the first token.
   opt.headTimeout = firstTokenLimit;
+  // One NDJSON line is one token, or the final stats (with `context`, a few hundred KB at
+  // most): a line past 10 MiB is a broken server, and reading on would only grow memory.
+  opt.maxLineBytes = 10u << 20;
 
   std::string outcome = "ok", error;
   bool retryable = true;
@@ -394,6 +397,10 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   bool streamedToClient = sinkIt != chunkSinks_.end() && firstTokenMs.has_value();
   bool retried = false;
   try {
+    // The attempt's outcome and the trial's next state commit together: a crash between the
+    // two would leave an `ok` attempt on a trial still `running`, which the restart would run
+    // again (a duplicate success).
+    Database::Transaction tx(store_.db());
     store_.finishAttempt(row);
     auto current = store_.trial(trial.id, false);
     bool stillOurs = current && current->state == "running";
@@ -425,6 +432,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
       retried = true;
       if (counted) notBefore_[trial.id] = clock_.steadyNow() + retryDelay(trial.attemptsUsed + 1);
     }
+    tx.commit();
   } catch (const std::exception& e) {
     spdlog::error("could not record attempt {} of trial {}: {}", attemptId, trial.id, e.what());
   }
