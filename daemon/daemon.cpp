@@ -138,7 +138,11 @@ bool peerAllowed(const http::PeerCredentials& p, unsigned selfUid, std::optional
   if (!allowGid) return false;
   if (p.gid == *allowGid) return true;
   if (std::find(p.groups.begin(), p.groups.end(), *allowGid) != p.groups.end()) return true;
-  if (!p.groups.empty()) return false;
+#if defined(__linux__)
+  // The kernel told us the peer's groups (SO_PEERGROUPS), an empty list included: a process
+  // that dropped its supplementary groups is not a member now, whatever /etc/group says.
+  return false;
+#endif
   // No supplementary groups from the kernel (macOS): the peer uid's membership per the group
   // database is the next best thing.
   std::vector<char> buf(16384);

@@ -262,7 +262,13 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
                                              : opened.error().message;
   } else {
     stream = std::move(*opened);
-    if (auto it = inflight_.find(attemptId); it != inflight_.end()) it->second.stream = stream.get();
+    if (auto it = inflight_.find(attemptId); it != inflight_.end()) {
+      it->second.stream = stream.get();
+      // Interrupted (shutdown, cancel, kill, recovery) while the request was still waiting for
+      // its head: there was no stream to close then, so close it now, before any token is read.
+      // Otherwise the attempt would run to the end as if nothing had been asked of it.
+      if (!it->second.interruptOutcome.empty()) stream->close();
+    }
     status = stream->head().status;
     if (status != 200) {
       // Ollama's error body is one JSON object.
