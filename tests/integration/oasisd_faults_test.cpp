@@ -330,7 +330,7 @@ TEST_CASE("kill -9 oasisd 20 times during a 2,000-trial run: every trial ends ex
   const std::string model = "kill9-" + std::to_string(::getpid()) + ":latest";
   std::ofstream(keep.file("models.json"))
       << json{{"models", {{{"name", model}, {"load_ms", 20}, {"tokens_per_s", 4000}, {"num_predict", 4}, {"size", 1000000}}}}}.dump();
-  json cfg = {{"max_concurrency", 4},
+  json cfg = {{"max_concurrency", 8},
               {"max_attempts", 100},
               {"stall_timeout_s", 1},
               {"first_token_timeout_s", 3},
@@ -339,7 +339,7 @@ TEST_CASE("kill -9 oasisd 20 times during a 2,000-trial run: every trial ends ex
               {"stopping_grace_s", 1},
               {"log", {{"level", "info"}}},
               {"retry", {{"initial_backoff_s", 0.02}, {"max_backoff_s", 0.1}}},
-              {"ollama", {{"env", {{"FAKE_OLLAMA_MODELS", keep.file("models.json")}, {"OLLAMA_NUM_PARALLEL", "4"}}}}}};
+              {"ollama", {{"env", {{"FAKE_OLLAMA_MODELS", keep.file("models.json")}, {"OLLAMA_NUM_PARALLEL", "8"}}}}}};
   const std::int64_t n = 2000;
   const int kills = 20;
   std::mt19937 rng(20261204);
@@ -398,7 +398,7 @@ TEST_CASE("kill -9 oasisd 20 times during a 2,000-trial run: every trial ends ex
                           << interrupted << ", attempts in all: " << store.scalar("SELECT count(*) FROM attempts"));
 }
 
-TEST_CASE("SIGTERM under load: in-flight attempts are requeued within the shutdown timeout; after restart every trial ends once",
+TEST_CASE("SIGTERM under load: in-flight attempts are requeued within the shutdown timeout, and after restart every trial ends once",
           "[oasisd][faults][sigterm]") {
   TempDir keep;
   const std::string db = keep.file("term.db");
@@ -442,7 +442,7 @@ TEST_CASE("SIGTERM under load: in-flight attempts are requeued within the shutdo
   CHECK(store.scalar("SELECT count(*) FROM (SELECT trial_id FROM attempts WHERE outcome='ok' GROUP BY trial_id HAVING count(*) = 1)") == n);
 }
 
-TEST_CASE("SIGHUP with an invalid config keeps the running one and says why; a valid one applies", "[oasisd][faults][sighup]") {
+TEST_CASE("SIGHUP with an invalid config keeps the running one and says why, and a valid one applies", "[oasisd][faults][sighup]") {
   Oasisd d(json{{"max_attempts", 3}});
   REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
   const std::string path = d.dir().file("oasisd.json");

@@ -472,7 +472,7 @@ TEST_CASE("Socket battery: hostile requests never crash, hang or change the stor
   CHECK(d.log().find("threw") == std::string::npos);  // no handler died on an exception
 }
 
-TEST_CASE("Another uid gets 403; the allowed group gets in", "[oasisd][security][uid]") {
+TEST_CASE("Another uid gets 403, and the allowed group gets in", "[oasisd][security][uid]") {
   if (!isRoot()) {
     WARN("SKIPPED: needs root to create a user and run a client as it (setpriv)");
     return;
