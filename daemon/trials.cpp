@@ -105,7 +105,8 @@ TrialService::TrialService(net::io_context& ioc, Store& store, const Config& con
       ollama_(std::move(ollama)),
       hooks_(std::move(hooks)),
       maxConcurrency_(maxConcurrency),
-      retryTimer_(ioc) {}
+      retryTimer_(ioc),
+      repairTimer_(ioc) {}
 
 bool TrialService::handles(const std::string& path) const {
   return path == "/v1/trials" || path.rfind("/v1/trials/", 0) == 0;
@@ -190,6 +191,25 @@ void TrialService::interruptModel(const std::string& model, const std::string& o
     f.interruptWhy = why;
     if (f.stream) f.stream->close();
   }
+}
+
+void TrialService::scheduleRepair() {
+  if (repairPending_ || stopped_) return;
+  repairPending_ = true;
+  repairTimer_.expires_after(std::chrono::seconds(1));
+  repairTimer_.async_wait([this](error_code ec) {
+    repairPending_ = false;
+    if (ec || stopped_) return;
+    std::vector<std::int64_t> live;
+    for (auto& [id, f] : inflight_) live.push_back(id);
+    try {
+      int n = store_.requeueOrphanedAttempts(clock_.wallNow(), live);
+      if (n > 0) spdlog::warn("store writable again: {} unrecorded attempt(s) marked interrupted, trials requeued", n);
+      kick();
+    } catch (const std::exception&) {
+      scheduleRepair();  // still not writable
+    }
+  });
 }
 
 void TrialService::stop() {
@@ -440,7 +460,10 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
     }
     tx.commit();
   } catch (const std::exception& e) {
-    spdlog::error("could not record attempt {} of trial {}: {}", attemptId, trial.id, e.what());
+    spdlog::error("could not record attempt {} of trial {}: {}; it will be requeued once the store takes writes",
+                  attemptId, trial.id, e.what());
+    retried = false;
+    scheduleRepair();
   }
   if (outcome != "ok")
     spdlog::warn("trial {} attempt on {}: {} ({}){}", trial.id, trial.model, outcome, error, retried ? ", requeued" : "");

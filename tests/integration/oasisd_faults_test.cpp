@@ -501,6 +501,12 @@ TEST_CASE("Database on a full disk: new trials get 503, supervision goes on, dat
   REQUIRE(json::parse(first.body)["state"] == "succeeded");
   const auto firstRecord = d.get("/v1/trials/1");
 
+  // An attempt in flight when the disk fills up (slow: 16 tokens at 4 tokens/s).
+  faults(d, {{"slow_factor", 50.0}, {"slow_only_with_flash_attention", false}});
+  auto inflight = d.post("/v1/trials", {{"model", "tiny:latest"}, {"request", {{"prompt", "in flight"}}}});
+  const auto inflightId = inflight["id"].get<long long>();
+  REQUIRE(d.waitForStatus([](const json& st) { return st["trials"]["running"] == 1; }, 10s));
+
   // Fill the file system to the last block.
   const std::string filler = mnt.file("filler");
   runShell("dd if=/dev/zero of='" + filler + "' bs=64k 2>/dev/null; sync");
@@ -523,8 +529,23 @@ TEST_CASE("Database on a full disk: new trials get 503, supervision goes on, dat
   CHECK(d.get("/v1/trials/1") == firstRecord);
   CHECK(d.get("/v1/status")["trials"]["succeeded"] == 1);
 
-  // Space returns: the same submission goes through and runs.
+  // The attempt in flight ends, and its end cannot be written.
+  REQUIRE(waitFor([&] { return d.log().find("could not record attempt") != std::string::npos; }, 20s));
+  CHECK(d.get("/v1/status")["server"]["up"] == true);
+  faults(d, {{"slow_factor", 1.0}});
+
+  // Space returns: the unrecorded attempt is marked interrupted and its trial runs again, once;
+  // the same submission as before goes through and runs.
   ::unlink(filler.c_str());
+  REQUIRE(waitFor([&] { return d.get("/v1/trials/" + std::to_string(inflightId))["state"] == "succeeded"; }, 30s));
+  auto repaired = d.get("/v1/trials/" + std::to_string(inflightId));
+  int oks = 0, storageErrors = 0;
+  for (auto& a : repaired["attempts"]) {
+    if (a["outcome"] == "ok") ++oks;
+    if (a["outcome"] == "interrupted" && a["error"].get<std::string>().find("storage error") != std::string::npos) ++storageErrors;
+  }
+  CHECK(oks == 1);
+  CHECK(storageErrors == 1);
   auto back = d.request("POST", "/v1/trials?wait=30", json{{"model", "tiny:latest"}, {"request", {{"prompt", "after"}}}}.dump());
   CHECK(back.status == 200);
   CHECK(json::parse(back.body)["state"] == "succeeded");
