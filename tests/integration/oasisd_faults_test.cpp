@@ -365,7 +365,7 @@ TEST_CASE("kill -9 oasisd 20 times during a 2,000-trial run: every trial ends ex
       std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 300)(rng)));
     } else {
       auto want = std::uniform_int_distribution<std::int64_t>(1, n / kills)(rng);
-      waitFor([&] { return d.get("/v1/status")["trials"]["succeeded"].get<std::int64_t>() >= std::min(n, start + want); }, 20s, 20ms);
+      waitFor([&] { return d.get("/v1/status")["trials"]["succeeded"].get<std::int64_t>() >= std::min(n, start + want); }, 20s, 50ms);
     }
     auto status = d.get("/v1/status");
     if (status["trials"]["running"].get<int>() > 0) ++killedMidAttempt;
@@ -376,7 +376,7 @@ TEST_CASE("kill -9 oasisd 20 times during a 2,000-trial run: every trial ends ex
   }
   {
     Oasisd d(cfg, {"--db", db});
-    REQUIRE(waitFor([&] { return allEnded(d, n); }, 120s, 100ms));
+    REQUIRE(waitFor([&] { return allEnded(d, n); }, 180s, 250ms));
     CHECK(d.stop() == 0);
   }
   // No runner of this test's model is left anywhere.

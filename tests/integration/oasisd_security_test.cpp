@@ -544,6 +544,56 @@ TEST_CASE("Another uid gets 403, and the allowed group gets in", "[oasisd][secur
   }
 }
 
+TEST_CASE("Socket file: 0600 in 0700, a second daemon on a live socket refuses to start, a stale one is replaced",
+          "[oasisd][security][socket]") {
+  std::string path;
+  TempDir tmp;
+  {
+    Oasisd d;
+    path = d.socket();
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0600);
+    // A second daemon on the same socket: refused before it launches anything.
+    auto [code, out] = runShell(std::string(OASISD_BIN) + " --socket '" + path + "' --db '" + tmp.file("second.db") + "'");
+    CHECK(code == 3);
+    CHECK(out.find("already listening") != std::string::npos);
+    CHECK(d.get("/v1/status")["pid"] == d.pid());  // the first one still answers
+    // A crash leaves the socket file behind.
+    int serve = d.get("/v1/status")["server"]["pid"].is_number() ? d.get("/v1/status")["server"]["pid"].get<int>() : -1;
+    ::kill(d.pid(), SIGKILL);
+    if (serve > 0) CHECK(waitFor([&] { return !processAlive(serve); }, 15s));
+    // Moved out of the helper's directory, which is removed with it.
+    path = tmp.file("left.sock");
+    REQUIRE(::rename(d.socket().c_str(), path.c_str()) == 0);
+  }
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  // The next daemon replaces the stale socket and serves on it (attach mode to a closed port:
+  // nothing to launch).
+  std::ofstream(tmp.file("c.json")) << json{{"ollama", {{"mode", "attach"}, {"url", "http://127.0.0.1:" + std::to_string(freePort())}}}}.dump();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, STDERR_FILENO);
+    ::dup2(null, STDOUT_FILENO);
+    std::string cfg = tmp.file("c.json"), db = tmp.file("third.db");
+    ::execl(OASISD_BIN, OASISD_BIN, "--config", cfg.c_str(), "--socket", path.c_str(), "--db", db.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  bool up = waitFor([&] {
+    auto r = http::fetch(http::Endpoint::unixSocket(path), {"GET", "/v1/status", "", "", {}}, 500ms);
+    return r.ok() && r->status == 200 && json::parse(r->body, nullptr, false)["pid"] == pid;
+  }, 30s, 50ms);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(up);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
 TEST_CASE("A client cannot make oasisd signal a process of its choosing", "[oasisd][security][signal]") {
   Oasisd d(fastTrials());
   REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
