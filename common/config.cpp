@@ -399,6 +399,8 @@ void readRoot(const json& doc, Config& c, Problems& problems) {
   {
     ObjectReader s(r.get("security"), "security", problems);
     s.readOptionalString("allow_group", c.security.allowGroup);
+    s.readNumber("read_timeout_s", c.security.readTimeoutS);
+    s.readNumber("idle_timeout_s", c.security.idleTimeoutS);
     s.finish();
   }
   {
@@ -663,6 +665,8 @@ std::vector<ConfigProblem> validateConfig(const Config& c) {
   if (c.security.allowGroup && c.security.allowGroup->empty()) {
     p.push_back({"security.allow_group", "must name a group (or be null)"});
   }
+  positive("security.read_timeout_s", c.security.readTimeoutS);
+  positive("security.idle_timeout_s", c.security.idleTimeoutS);
   if (!isLoopbackAddress(c.tcpListener.address)) {
     p.push_back({"tcp_listener.address",
                  "must be a loopback address (127.0.0.0/8, ::1 or localhost): the TCP listener has no "
@@ -797,7 +801,10 @@ nlohmann::json configToJson(const Config& c) {
         {"file", optionalString(c.log.file)},
         {"max_file_bytes", c.log.maxFileBytes},
         {"max_files", c.log.maxFiles}}},
-      {"security", {{"allow_group", optionalString(c.security.allowGroup)}}},
+      {"security",
+       {{"allow_group", optionalString(c.security.allowGroup)},
+        {"read_timeout_s", c.security.readTimeoutS},
+        {"idle_timeout_s", c.security.idleTimeoutS}}},
       {"tcp_listener",
        {{"enabled", c.tcpListener.enabled},
         {"address", c.tcpListener.address},

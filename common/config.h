@@ -139,7 +139,13 @@ struct LogConfig {
 
 struct SecurityConfig {
   // A peer in this group may use the socket besides the daemon's uid and root.
+  // A group name or numeric gid. The socket file is then 0660 and owned by that group.
   std::optional<std::string> allowGroup;
+  // Slowloris bounds on the socket and the TCP listener: once a request has begun, all of it
+  // must arrive within read_timeout_s; a keep-alive connection with no request in flight is
+  // closed after idle_timeout_s.
+  double readTimeoutS = 30;
+  double idleTimeoutS = 120;
   bool operator==(const SecurityConfig&) const = default;
 };
 

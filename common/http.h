@@ -49,6 +49,10 @@ struct PeerCredentials {
   int pid = -1;
   unsigned uid = 0;
   unsigned gid = 0;
+  // Supplementary groups of the peer at connect time (Linux SO_PEERGROUPS); empty when the
+  // platform cannot tell. The group allowance (security.allow_group) checks these too, so a
+  // member whose primary group is another one is let in.
+  std::vector<unsigned> groups;
 };
 
 struct ServerRequest {
@@ -89,6 +93,10 @@ struct ServerOptions {
   std::chrono::milliseconds idleTimeout{120000};  // keep-alive connection with no request
   std::size_t maxConnections = 4096;
   unsigned socketMode = 0600;  // Unix sockets only
+  // Unix sockets only: give the socket file (and a socket directory this server creates) to
+  // this group, so that a group allowed by the authorize callback can also reach the file.
+  // The directory is then created 0710 (members may traverse it, not list it).
+  std::optional<unsigned> socketGroup;
   // Called for every new connection with the peer's credentials (Unix sockets). Returning false
   // answers every request on it with 403.
   std::function<bool(const PeerCredentials&)> authorize;

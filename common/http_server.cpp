@@ -51,6 +51,20 @@ PeerCredentials peerOf(int fd) {
     p.uid = cred.uid;
     p.gid = cred.gid;
   }
+#if defined(SO_PEERGROUPS)
+  // Groups are read once, at accept: they are the credentials the peer connected with.
+  std::vector<gid_t> groups(64);
+  socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen);
+  if (rc != 0 && errno == ERANGE && glen > 0) {
+    groups.resize(glen / sizeof(gid_t));
+    rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen);
+  }
+  if (rc == 0) {
+    groups.resize(glen / sizeof(gid_t));
+    p.groups.assign(groups.begin(), groups.end());
+  }
+#endif
 #elif defined(__APPLE__)
   uid_t uid = 0;
   gid_t gid = 0;
@@ -462,6 +476,15 @@ Status HttpServer::listen(const Endpoint& endpoint) {
             return Error("cannot create socket directory " + part + ": " + std::strerror(errno));
         }
       }
+      // The allowed group must be able to reach the socket: only the directory we just made
+      // is opened to it (0710, group-owned: traverse, not list). An existing directory is the
+      // owner's business; it is left as it is.
+      if (impl_->options.socketGroup) {
+        if (::chown(dir.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*impl_->options.socketGroup)) != 0 ||
+            ::chmod(dir.c_str(), 0710) != 0)
+          return Error("cannot open socket directory " + dir + " to group " +
+                       std::to_string(*impl_->options.socketGroup) + ": " + std::strerror(errno));
+      }
     }
   }
   struct stat st {};
@@ -481,6 +504,12 @@ Status HttpServer::listen(const Endpoint& endpoint) {
   acc->bind(unix_stream::endpoint(path), ec);
   ::umask(old);
   if (ec) return Error("bind " + path + ": " + ec.message(), ec.value());
+  if (impl_->options.socketGroup &&
+      ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*impl_->options.socketGroup)) != 0) {
+    std::string why = std::strerror(errno);
+    ::unlink(path.c_str());
+    return Error("cannot give socket " + path + " to group " + std::to_string(*impl_->options.socketGroup) + ": " + why);
+  }
   ::chmod(path.c_str(), impl_->options.socketMode);
   acc->listen(net::socket_base::max_listen_connections, ec);
   if (ec) return Error("listen " + path + ": " + ec.message(), ec.value());

@@ -1,8 +1,13 @@
 #include "daemon/api_replies.h"
 #include "daemon/daemon.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -117,6 +122,49 @@ policy::PreflightConfig preflightConfig(const Config& c) {
 
 }  // namespace
 
+Result<unsigned> resolveGroup(const std::string& nameOrGid) {
+  if (!nameOrGid.empty() && nameOrGid.find_first_not_of("0123456789") == std::string::npos && nameOrGid.size() < 10)
+    return static_cast<unsigned>(std::stoul(nameOrGid));
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* found = nullptr;
+  int rc = ::getgrnam_r(nameOrGid.c_str(), &gr, buf.data(), buf.size(), &found);
+  if (rc != 0 || !found) return Error("no group named '" + nameOrGid + "'" + (rc ? std::string(": ") + std::strerror(rc) : ""));
+  return static_cast<unsigned>(found->gr_gid);
+}
+
+bool peerAllowed(const http::PeerCredentials& p, unsigned selfUid, std::optional<unsigned> allowGid) {
+  if (!p.known) return false;
+  if (p.uid == selfUid || p.uid == 0) return true;
+  if (!allowGid) return false;
+  if (p.gid == *allowGid) return true;
+  if (std::find(p.groups.begin(), p.groups.end(), *allowGid) != p.groups.end()) return true;
+#if defined(__linux__)
+  // The kernel told us the peer's groups (SO_PEERGROUPS), an empty list included: a process
+  // that dropped its supplementary groups is not a member now, whatever /etc/group says.
+  return false;
+#endif
+  // No supplementary groups from the kernel (macOS): the peer uid's membership per the group
+  // database is the next best thing.
+  std::vector<char> buf(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(static_cast<uid_t>(p.uid), &pw, buf.data(), buf.size(), &found) != 0 || !found) return false;
+  int n = 256;
+  std::vector<gid_t> groups(static_cast<std::size_t>(n));
+#if defined(__APPLE__)
+  std::vector<int> raw(static_cast<std::size_t>(n));
+  if (::getgrouplist(found->pw_name, static_cast<int>(found->pw_gid), raw.data(), &n) < 0) return false;
+  for (int i = 0; i < n; ++i)
+    if (static_cast<unsigned>(raw[static_cast<std::size_t>(i)]) == *allowGid) return true;
+#else
+  if (::getgrouplist(found->pw_name, found->pw_gid, groups.data(), &n) < 0) return false;
+  for (int i = 0; i < n; ++i)
+    if (groups[static_cast<std::size_t>(i)] == *allowGid) return true;
+#endif
+  return false;
+}
+
 Daemon::Daemon(net::io_context& ioc, Config config, DaemonOptions options)
     : ioc_(ioc),
       config_(std::move(config)),
@@ -195,22 +243,21 @@ Status Daemon::start() {
 
   http::ServerOptions opts;
   opts.maxBodyBytes = config_.maxBodyBytes;
+  opts.readTimeout = ms(config_.security.readTimeoutS);
+  opts.idleTimeout = ms(config_.security.idleTimeoutS);
   const unsigned self = ::getuid();
   std::optional<unsigned> allowGid;
   if (config_.security.allowGroup) {
-    // numeric gid or name
-    try {
-      allowGid = static_cast<unsigned>(std::stoul(*config_.security.allowGroup));
-    } catch (...) {
-      spdlog::warn("security.allow_group '{}' is not a numeric gid; group access disabled", *config_.security.allowGroup);
-    }
+    auto gid = resolveGroup(*config_.security.allowGroup);
+    if (!gid) return Error("security.allow_group: " + gid.error().message);
+    allowGid = *gid;
   }
-  opts.authorize = [self, allowGid](const http::PeerCredentials& p) {
-    if (!p.known) return false;
-    if (p.uid == self || p.uid == 0) return true;
-    return allowGid && p.gid == *allowGid;
-  };
-  if (allowGid) opts.socketMode = 0660;
+  opts.authorize = [self, allowGid](const http::PeerCredentials& p) { return peerAllowed(p, self, allowGid); };
+  if (allowGid) {
+    opts.socketMode = 0660;
+    opts.socketGroup = *allowGid;
+    spdlog::info("socket open to group {} ({})", *config_.security.allowGroup, *allowGid);
+  }
   api_ = std::make_unique<http::HttpServer>(
       ioc_.get_executor(), [this](http::ServerRequest& r, http::ResponseWriter& w) { return handle(r, w); }, opts);
   if (auto st = api_->listen(http::Endpoint::unixSocket(options_.socketPath)); !st) return st.error();
@@ -222,6 +269,8 @@ Status Daemon::start() {
     // unless tcp_listener.control says otherwise.
     http::ServerOptions topts;
     topts.maxBodyBytes = config_.maxBodyBytes;
+    topts.readTimeout = opts.readTimeout;
+    topts.idleTimeout = opts.idleTimeout;
     bool control = config_.tcpListener.control;
     tcpApi_ = std::make_unique<http::HttpServer>(
         ioc_.get_executor(),
@@ -669,13 +718,24 @@ void Daemon::shutdown(std::function<void()> done) {
 }
 
 net::awaitable<void> Daemon::stopServerFlow(std::function<void()> done) {
+  // The whole stop is bounded by shutdown_timeout_s (under launchd's ExitTimeOut and systemd's
+  // TimeoutStopSec). First the in-flight attempts: trials_->stop() closed their streams, and
+  // each records itself as `interrupted` (not counted) and requeues its trial. Waiting for
+  // that here means a clean stop leaves no `running` rows for the next start to repair.
+  const auto shutdownDeadline = now() + ms(config_.shutdownTimeoutS);
+  net::steady_timer t(ioc_);
+  error_code ec;
+  while (trials_ && trials_->inFlight() > 0 && now() < shutdownDeadline - ms(config_.shutdownTimeoutS / 2)) {
+    t.expires_after(std::chrono::milliseconds(10));
+    co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  if (trials_ && trials_->inFlight() > 0)
+    spdlog::warn("{} attempt(s) still recording at shutdown; the next start marks them interrupted", trials_->inFlight());
   // serve's own SIGTERM path unloads its runners (ollama-behaviour.md §4); after the grace
   // period, SIGKILL the whole group so no runner outlives us holding GPU memory.
   if (serve_ && serve_->running()) {
     serve_->signalServe(SIGTERM);
-    auto deadline = now() + ms(config_.ollama.stopTimeoutS);
-    net::steady_timer t(ioc_);
-    error_code ec;
+    auto deadline = std::min(now() + ms(config_.ollama.stopTimeoutS), shutdownDeadline);
     bool killed = false;
     while (serve_->running()) {
       if (!killed && now() >= deadline) {
@@ -1001,6 +1061,18 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     co_return;
   }
   if (path == "/v1/evict" || path == "/v1/kill-runner") {
+    // Only a model name: the process to signal is always found and verified by oasisd itself
+    // (a child of the supervised serve, start time and --model re-checked), never taken from
+    // a client. A "pid" field is refused rather than silently ignored.
+    std::string unknown;
+    for (auto& [k, v] : body->items())
+      if (k != "model" && unknown.empty()) unknown = k;
+    if (!unknown.empty()) {
+      std::string refusal = "unknown field '" + unknown + "': " + path.substr(4) +
+                            " takes only a model; oasisd finds and verifies the runner process itself";
+      co_await sendError(w, 400, "invalid_body", refusal);
+      co_return;
+    }
     std::optional<std::string> model;
     if (body->contains("model")) {
       if (!(*body)["model"].is_string() || (*body)["model"].get<std::string>().empty()) {

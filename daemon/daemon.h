@@ -35,6 +35,12 @@ struct DaemonOptions {
   std::optional<bool> appleSiliconOverride;  // tests simulate an Apple Silicon host
 };
 
+// security.allow_group: a numeric gid, or a group name looked up in the group database.
+Result<unsigned> resolveGroup(const std::string& nameOrGid);
+// Who may use the control socket: the daemon's own uid, root, and (with allow_group) a peer
+// whose primary or supplementary groups include it. Unknown credentials are refused.
+bool peerAllowed(const http::PeerCredentials& peer, unsigned selfUid, std::optional<unsigned> allowGid);
+
 // What the runner table knows about one model's runner.
 struct RunnerEntry {
   std::string model;

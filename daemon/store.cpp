@@ -525,6 +525,24 @@ int Store::recoverInterrupted(WallTime at) {
   return n;
 }
 
+int Store::requeueOrphanedAttempts(WallTime at, const std::vector<std::int64_t>& liveAttemptIds) {
+  Database::Transaction tx(db_);
+  std::string live;
+  for (auto id : liveAttemptIds) live += (live.empty() ? "" : ",") + std::to_string(id);
+  auto a = db_.prepare(
+      "UPDATE attempts SET outcome='interrupted', ended_at=?, "
+      "error='oasisd could not record how this attempt ended (storage error)', counts=0 "
+      "WHERE outcome='running' AND id NOT IN (" + live + ")");
+  a.bind(1, unix(at));
+  a.run();
+  int n = db_.changes();
+  db_.exec("UPDATE trials SET state='queued' WHERE state='running' AND id NOT IN "
+           "(SELECT trial_id FROM attempts WHERE outcome='running')");
+  tx.commit();
+  queued_ = -1;
+  return n;
+}
+
 std::vector<AttemptRow> Store::attemptsBetween(WallTime from, WallTime to) {
   auto s = db_.prepare(std::string("SELECT ") + kAttemptCols +
                        " FROM attempts WHERE ended_at >= ? AND ended_at < ? ORDER BY ended_at");

@@ -146,6 +146,10 @@ class Store {
   bool cancelTrial(std::int64_t trialId, WallTime at);
   // Crash recovery: running attempts -> interrupted, their trials -> queued. Returns how many.
   int recoverInterrupted(WallTime at);
+  // The same while running: attempts still `running` whose ids are not in `liveAttemptIds`
+  // (their end could not be written) become `interrupted`, and running trials without a
+  // running attempt are queued again. Returns the number of attempts repaired.
+  int requeueOrphanedAttempts(WallTime at, const std::vector<std::int64_t>& liveAttemptIds);
 
   std::vector<TimelineRow> timeline(const std::optional<std::string>& run, WallTime since, WallTime until,
                                     int bucketSeconds);

@@ -105,7 +105,8 @@ TrialService::TrialService(net::io_context& ioc, Store& store, const Config& con
       ollama_(std::move(ollama)),
       hooks_(std::move(hooks)),
       maxConcurrency_(maxConcurrency),
-      retryTimer_(ioc) {}
+      retryTimer_(ioc),
+      repairTimer_(ioc) {}
 
 bool TrialService::handles(const std::string& path) const {
   return path == "/v1/trials" || path.rfind("/v1/trials/", 0) == 0;
@@ -192,6 +193,25 @@ void TrialService::interruptModel(const std::string& model, const std::string& o
   }
 }
 
+void TrialService::scheduleRepair() {
+  if (repairPending_ || stopped_) return;
+  repairPending_ = true;
+  repairTimer_.expires_after(std::chrono::seconds(1));
+  repairTimer_.async_wait([this](error_code ec) {
+    repairPending_ = false;
+    if (ec || stopped_) return;
+    std::vector<std::int64_t> live;
+    for (auto& [id, f] : inflight_) live.push_back(id);
+    try {
+      int n = store_.requeueOrphanedAttempts(clock_.wallNow(), live);
+      if (n > 0) spdlog::warn("store writable again: {} unrecorded attempt(s) marked interrupted, trials requeued", n);
+      kick();
+    } catch (const std::exception&) {
+      scheduleRepair();  // still not writable
+    }
+  });
+}
+
 void TrialService::stop() {
   stopped_ = true;
   retryTimer_.cancel();
@@ -239,6 +259,9 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   opt.connectTimeout = std::min(std::chrono::milliseconds(5000), firstTokenLimit);
   // Ollama writes headers with the first chunk: the head arriving is the first token.
   opt.headTimeout = firstTokenLimit;
+  // One NDJSON line is one token, or the final stats (with `context`, a few hundred KB at
+  // most): a line past 10 MiB is a broken server, and reading on would only grow memory.
+  opt.maxLineBytes = 10u << 20;
 
   std::string outcome = "ok", error;
   bool retryable = true;
@@ -259,7 +282,13 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
                                              : opened.error().message;
   } else {
     stream = std::move(*opened);
-    if (auto it = inflight_.find(attemptId); it != inflight_.end()) it->second.stream = stream.get();
+    if (auto it = inflight_.find(attemptId); it != inflight_.end()) {
+      it->second.stream = stream.get();
+      // Interrupted (shutdown, cancel, kill, recovery) while the request was still waiting for
+      // its head: there was no stream to close then, so close it now, before any token is read.
+      // Otherwise the attempt would run to the end as if nothing had been asked of it.
+      if (!it->second.interruptOutcome.empty()) stream->close();
+    }
     status = stream->head().status;
     if (status != 200) {
       // Ollama's error body is one JSON object.
@@ -394,6 +423,10 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   bool streamedToClient = sinkIt != chunkSinks_.end() && firstTokenMs.has_value();
   bool retried = false;
   try {
+    // The attempt's outcome and the trial's next state commit together: a crash between the
+    // two would leave an `ok` attempt on a trial still `running`, which the restart would run
+    // again (a duplicate success).
+    Database::Transaction tx(store_.db());
     store_.finishAttempt(row);
     auto current = store_.trial(trial.id, false);
     bool stillOurs = current && current->state == "running";
@@ -425,8 +458,12 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
       retried = true;
       if (counted) notBefore_[trial.id] = clock_.steadyNow() + retryDelay(trial.attemptsUsed + 1);
     }
+    tx.commit();
   } catch (const std::exception& e) {
-    spdlog::error("could not record attempt {} of trial {}: {}", attemptId, trial.id, e.what());
+    spdlog::error("could not record attempt {} of trial {}: {}; it will be requeued once the store takes writes",
+                  attemptId, trial.id, e.what());
+    retried = false;
+    scheduleRepair();
   }
   if (outcome != "ok")
     spdlog::warn("trial {} attempt on {}: {} ({}){}", trial.id, trial.model, outcome, error, retried ? ", requeued" : "");

@@ -89,6 +89,10 @@ class TrialService {
   void finished(std::int64_t trialId);
   boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout);
   std::chrono::milliseconds retryDelay(int attemptsUsed) const;
+  // An attempt's end could not be written (disk full, read-only database): its rows still
+  // say `running`. Retried every second until the store takes writes again; then the attempt
+  // becomes `interrupted` (not counted) and its trial is queued again, so it still ends once.
+  void scheduleRepair();
 
   boost::asio::io_context& ioc_;
   Store& store_;
@@ -102,6 +106,8 @@ class TrialService {
   std::map<std::int64_t, InFlight> inflight_;  // by attempt id
   std::map<std::int64_t, SteadyTime> notBefore_;  // retry backoff, by trial id
   boost::asio::steady_timer retryTimer_;
+  boost::asio::steady_timer repairTimer_;
+  bool repairPending_ = false;
   std::map<std::string, SteadyTime> lastProgress_;
   // Waiters for a trial to end (?wait=S and compat calls): timers cancelled on end.
   std::multimap<std::int64_t, std::shared_ptr<boost::asio::steady_timer>> waiters_;

@@ -253,6 +253,20 @@ TEST_CASE("config: ranges and cross-field rules", "[config]") {
   CHECK(load.problems.size() == 25);
 }
 
+TEST_CASE("config: security slowloris bounds default to 30/120 s and must be positive", "[config]") {
+  auto defaults = parseConfig("");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config.security.readTimeoutS == 30);
+  CHECK(defaults.config.security.idleTimeoutS == 120);
+  auto fast = parseConfig(R"({"security": {"allow_group": "1234", "read_timeout_s": 0.5, "idle_timeout_s": 2}})");
+  REQUIRE(fast.ok());
+  CHECK(fast.config.security.readTimeoutS == 0.5);
+  CHECK(fast.config.security.idleTimeoutS == 2);
+  auto bad = parseConfig(R"({"security": {"read_timeout_s": 0, "idle_timeout_s": -1}})");
+  CHECK(hasProblem(bad, "security.read_timeout_s"));
+  CHECK(hasProblem(bad, "security.idle_timeout_s"));
+}
+
 TEST_CASE("config: JSON syntax errors, non-objects and duplicates", "[config]") {
   auto syntax = parseConfig("{\n  \"stall_timeout_s\": 5,\n}\n");
   REQUIRE(syntax.problems.size() == 1);

@@ -154,6 +154,26 @@ TEST_CASE("HTTP over a Unix socket: mode 0600, peer credentials, stale and live 
   }
 }
 
+TEST_CASE("HTTP over a Unix socket: a socket group opens the file 0660 and a created directory 0710 to it", "[http]") {
+  test::TempDir dir;
+  std::string path = dir.path() + "/sub/oasisd.sock";
+  ServerOptions opts;
+  opts.socketMode = 0660;
+  opts.socketGroup = static_cast<unsigned>(getgid());  // a group we may chown to without root
+  ServerFixture f(opts);
+  REQUIRE(f.server->listen(Endpoint::unixSocket(path)).ok());
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+  CHECK(st.st_gid == getgid());
+  REQUIRE(stat((dir.path() + "/sub").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0710);
+  CHECK(st.st_gid == getgid());
+  // A directory that already existed is left as its owner made it.
+  REQUIRE(stat(dir.path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+}
+
 TEST_CASE("HTTP server: authorize callback refuses a peer with 403", "[http]") {
   test::TempDir dir;
   ServerOptions opts;
