@@ -369,22 +369,29 @@ def run_oasisd():
                 submit_errors += 1
         # Wait until every trial ended, within the same bound as the naive run.
         bound_at = t0 + BOUND
-        while time.time() < bound_at:
-            t = unix_call(sock, "GET", "/v1/status")[1]["trials"]
-            if t["queued"] == 0 and t["running"] == 0:
-                break
+        while time.time() < bound_at and proc.poll() is None:
+            try:
+                t = unix_call(sock, "GET", "/v1/status")[1]["trials"]
+                if t["queued"] == 0 and t["running"] == 0:
+                    break
+            except (OSError, http.client.HTTPException, ValueError, TypeError):
+                pass
             time.sleep(0.1)
         wall = time.time() - t0
         stop.set()
         records = []
-        after = 0
-        while True:
-            page = unix_call(sock, "GET", f"/v1/trials?run=replay&limit=1000&after={after}")[1]
-            records += page["trials"]
-            if not page.get("next"):
-                break
-            after = page["next"]
-        events = unix_call(sock, "GET", "/v1/events")
+        crashed = proc.poll()
+        if crashed is None:
+            after = 0
+            while True:
+                page = unix_call(sock, "GET", f"/v1/trials?run=replay&limit=1000&after={after}")[1]
+                records += page["trials"]
+                if not page.get("next"):
+                    break
+                after = page["next"]
+        else:
+            print(f"  !! oasisd exited during the replay (status {crashed}); its log: {env.dir}/oasisd.log")
+            os.environ["OASIS_BENCH_KEEP"] = "1"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -402,7 +409,7 @@ def run_oasisd():
             "lost": submitted - len(succeeded) - len(failed) - sum(1 for r in records if r["state"] == "cancelled"),
             "never_attempted": len(times) - submitted, "failed_attempts": fattempts, "wall_s": wall,
             "successes": successes, "fault_log": fault_log, "bounded": False, "submit_errors": submit_errors,
-            "stored_records": len(records), "each_once": ended_once, "ended": wall}
+            "stored_records": len(records), "each_once": ended_once, "ended": wall, "oasisd_exit": crashed}
 
 
 # ---------------------------------------------------------------------------------- report
@@ -488,7 +495,8 @@ def main():
     outage_target = OASISD_OWN["stall_timeout_s"] + OASISD_OWN["stopping_grace_s"] + LOAD_MS / 1000 \
         + 2 * OASISD_OWN["ps_interval_s"]
     checks = [
-        ("oasisd loses 0 trials", oas["lost"] == 0 and oas["submit_errors"] == 0 and oas["each_once"],
+        ("oasisd loses 0 trials (and keeps running)",
+         oas["lost"] == 0 and oas["submit_errors"] == 0 and oas["each_once"] and oas["oasisd_exit"] is None,
          f"lost {oas['lost']}"),
         ("oasisd: every trial succeeds", oas["succeeded"] == oas["submitted"],
          f"{oas['succeeded']}/{oas['submitted']}"),
