@@ -437,15 +437,18 @@ std::vector<TrialRow> Store::nextQueued(int limit, const std::vector<std::string
   std::vector<std::string> runNames;
   if (exclude.empty()) {
     // A skip-scan over trials_queued_run: one index seek per distinct run with queued trials,
-    // then one seek for that run's oldest. The GROUP BY below reads every queued row instead,
+    // then one seek for that run's oldest. INDEXED BY, because without statistics the planner
+    // prefers trials_state and sorts every queued row. The GROUP BY below reads every queued row instead,
     // which made each dispatch O(queue length) (issue 6 §3).
     auto runs = db_.prepare(
         "WITH RECURSIVE runs(run) AS ("
-        " SELECT (SELECT run FROM trials WHERE state = 'queued' ORDER BY run LIMIT 1)"
+        " SELECT (SELECT run FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' ORDER BY run LIMIT 1)"
         " UNION ALL"
-        " SELECT (SELECT t.run FROM trials t WHERE t.state = 'queued' AND t.run > runs.run ORDER BY t.run LIMIT 1)"
+        " SELECT (SELECT t.run FROM trials t INDEXED BY trials_queued_run"
+        "         WHERE t.state = 'queued' AND t.run > runs.run ORDER BY t.run LIMIT 1)"
         " FROM runs WHERE runs.run IS NOT NULL)"
-        " SELECT run, (SELECT MIN(id) FROM trials WHERE state = 'queued' AND run = runs.run) AS first"
+        " SELECT run, (SELECT MIN(id) FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' AND run = runs.run)"
+        " AS first"
         " FROM runs WHERE run IS NOT NULL ORDER BY first LIMIT ?");
     runs.bind(1, limit);
     while (runs.step()) runNames.push_back(runs.getText(0));
@@ -461,7 +464,8 @@ std::vector<TrialRow> Store::nextQueued(int limit, const std::vector<std::string
   }
   if (runNames.empty()) return {};
 
-  std::string perRunSql = std::string("SELECT ") + kTrialCols + " FROM trials WHERE state = 'queued' AND run = ?";
+  std::string perRunSql = std::string("SELECT ") + kTrialCols +
+                          " FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' AND run = ?";
   if (!exclude.empty()) perRunSql += " AND model NOT IN (" + exclude + ")";
   perRunSql += " ORDER BY id LIMIT ?";
   auto per = db_.prepare(perRunSql);
