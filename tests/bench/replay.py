@@ -383,12 +383,15 @@ def run_oasisd():
         crashed = proc.poll()
         if crashed is None:
             after = 0
+            ids = []
             while True:
                 page = unix_call(sock, "GET", f"/v1/trials?run=replay&limit=1000&after={after}")[1]
-                records += page["trials"]
+                ids += [t["id"] for t in page["trials"]]
                 if not page.get("next"):
                     break
                 after = page["next"]
+            # One by one: the full record carries the attempts.
+            records = [unix_call(sock, "GET", f"/v1/trials/{i}")[1] for i in ids]
         else:
             print(f"  !! oasisd exited during the replay (status {crashed}); its log: {env.dir}/oasisd.log")
             os.environ["OASIS_BENCH_KEEP"] = "1"
@@ -426,20 +429,20 @@ def longest_outage(successes, end):
 
 def recovery_after(successes, t_fault, t_next, end):
     """Seconds from a fault until successes flow again: the end of the longest gap between
-    successes that overlaps [t_fault, t_next); 0 if no gap there was longer than 1 s; None if no
-    trial succeeded after the fault before the run ended."""
-    after = [s for s in successes if s > t_fault]
-    if not after:
-        return None
-    points = [max([s for s in successes if s <= t_fault], default=0.0)] + after
+    successes that overlaps [t_fault, t_next); 0 if no gap there was longer than 1 s; None if
+    that gap lasted to the end of the run (no recovery)."""
+    before = [s for s in successes if s <= t_fault]
+    points = [before[-1] if before else 0.0] + [s for s in successes if t_fault < s <= end] + [end]
     best = None
-    for a, b in zip(points, points[1:]):
+    for i, (a, b) in enumerate(zip(points, points[1:])):
         if a >= t_next:
             break
         if b - a > 1.0 and (best is None or b - a > best[1] - best[0]):
-            best = (a, b)
+            best = (a, b, i + 1 == len(points) - 1)
     if best is None:
         return 0.0
+    if best[2]:
+        return None  # the gap runs into the end of the run: never recovered
     return max(0.0, best[1] - t_fault)
 
 
@@ -480,17 +483,19 @@ def main():
             ("failed", "failed"), ("lost (unfinished, no record)", "lost"), ("failed attempts", "failed_attempts"),
             ("longest outage (s)", "longest_outage_s"), ("total wall time (s)", "wall_s")]
     print()
-    print(f"  {'':<36} {'naive':>12} {'oasisd':>12} {'oasisd/naive':>13}")
+    print(f"  {'':<46} {'naive':>12} {'oasisd':>12} {'oasisd/naive':>13}")
     for label, key in rows:
-        print(f"  {label:<36} {fmt(naive[key]):>12} {fmt(oas[key]):>12} {ratio(oas[key], naive[key]):>13}")
+        print(f"  {label:<46} {fmt(naive[key]):>12} {fmt(oas[key]):>12} {ratio(oas[key], naive[key]):>13}")
     for t, name, _ in SCHEDULE:
         a, b = naive["recovery_s"][name], oas["recovery_s"][name]
         label = f"recovery after {name} (s)"
-        nv = f"never (>{BOUND - t:.0f})" if a is None else f"{a:.1f}"
-        print(f"  {label:<36} {nv:>12} {fmt(b):>12} {ratio(b, a):>13}")
-    print(f"  naive run: BOUNDED at {BOUND:g} s (it gave up; in the report it never recovered); "
-          f"its client soft-evicted {naive['soft_evictions_by_client']} time(s); never-attempted trials: "
-          f"{naive['never_attempted']}")
+        nv = "never" if a is None else f"{a:.1f}"
+        print(f"  {label:<46} {nv:>12} {fmt(b):>12} {ratio(b, a):>13}")
+    print(f"  recovery = from the fault until trials succeed again (0: no gap over 1 s; never: not before the run ended)")
+    print(f"  the naive run is BOUNDED: it gives up at t={BOUND:g} s, since in the report it never recovered "
+          f"(this time it ended at t={naive['wall_s']:.1f} s: {naive['lost']} trial(s) cut off by the bound, "
+          f"{naive['never_attempted']} never attempted); its client soft-evicted {naive['soft_evictions_by_client']} "
+          f"time(s); nobody restarts its serve")
 
     outage_target = OASISD_OWN["stall_timeout_s"] + OASISD_OWN["stopping_grace_s"] + LOAD_MS / 1000 \
         + 2 * OASISD_OWN["ps_interval_s"]
@@ -502,9 +507,11 @@ def main():
          f"{oas['succeeded']}/{oas['submitted']}"),
         (f"oasisd longest outage <= stall + grace + reload + 2 ps = {outage_target:.1f} s",
          oas["longest_outage_s"] <= outage_target, f"{oas['longest_outage_s']:.1f} s"),
-        ("naive shows the report's failure mode (outage lasts until its bound)",
-         naive["longest_outage_from_s"] + naive["longest_outage_s"] >= BOUND - 0.01,
-         f"outage {naive['longest_outage_s']:.1f} s from t={naive['longest_outage_from_s']:.1f} s to the bound"),
+        ("naive shows the report's failure mode (from the hang on, no trial succeeds until it stops)",
+         naive["longest_outage_from_s"] + naive["longest_outage_s"] >= naive["ended"] - 0.01
+         and naive["longest_outage_from_s"] <= SCHEDULE[2][0] + SHARED["request_timeout_s"],
+         f"outage {naive['longest_outage_s']:.1f} s, from t={naive['longest_outage_from_s']:.1f} s to the end of its run "
+         f"(t={naive['ended']:.1f} s; bound {BOUND:g} s)"),
     ]
     print()
     for name, ok, got in checks:
