@@ -447,9 +447,25 @@ std::map<std::string, std::string> Daemon::serveEnvironment() {
   return env;
 }
 
+void Daemon::killOrphanedRunners(const std::map<std::string, RunnerEntry>& known) {
+  serve_->signalGroup(SIGKILL);  // any runner left in the previous serve's group
+  for (auto& [model, r] : known) {
+    // Orphans were re-parented: verify start time and --model, not the parent.
+    auto id = r.identity;
+    id.expectedPpid = -1;
+    if (options_.platform->killVerified(id, SIGKILL)) spdlog::warn("killed orphaned runner {} ({})", id.pid, model);
+  }
+  runners_.clear();
+}
+
 void Daemon::launchServer(const std::string& reason) {
   if (config_.ollama.mode != OllamaConfig::Mode::Managed || stopping_) return;
   if (serve_->running()) return;
+  // A serve that exited on its own (a crash) leaves its runners orphaned, holding memory and
+  // its log pipe; restartFlow reaps them for the restarts oasisd starts, this for the others.
+  // Found by the incident replay: every serve crash leaked a runner.
+  auto known = runners_;
+  killOrphanedRunners(known);
   // Backoff is the server policy's: it issues StartServer (from tick) when the delay has passed.
   auto env = serveEnvironment();
   auto st = serve_->launch(config_.ollama.command, env);
@@ -494,14 +510,7 @@ net::awaitable<void> Daemon::restartFlow(std::string reason) {
       }
     }
   }
-  serve_->signalGroup(SIGKILL);  // any runner left in the group
-  for (auto& [model, r] : orphans) {
-    // Orphans were re-parented: verify start time and --model, not the parent.
-    auto id = r.identity;
-    id.expectedPpid = -1;
-    if (options_.platform->killVerified(id, SIGKILL)) spdlog::warn("killed orphaned runner {} ({})", id.pid, model);
-  }
-  runners_.clear();
+  killOrphanedRunners(orphans);
   // Wait until the port is free, or the relaunch fails with "address already in use"
   // (ollama #14364: launchd looping on bind errors).
   auto portDeadline = now() + std::chrono::seconds(10);

@@ -81,6 +81,8 @@ class Daemon {
   void softEvict(const std::string& model);
   void killRunner(const std::string& model);
   void launchServer(const std::string& reason);
+  // SIGKILL to the previous serve's process group and to `known` runners (identity-verified).
+  void killOrphanedRunners(const std::map<std::string, RunnerEntry>& known);
   void restartServer(const std::string& reason);
   boost::asio::awaitable<void> restartFlow(std::string reason);
   boost::asio::awaitable<void> stopServerFlow(std::function<void()> done);

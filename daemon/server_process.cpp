@@ -44,17 +44,34 @@ struct ServerProcess::Impl : std::enable_shared_from_this<ServerProcess::Impl> {
   ExitHandler onExit;
   pid_t pid = -1;
   bool exited = true;
-  std::unique_ptr<net::posix::stream_descriptor> out;
-  std::unique_ptr<net::posix::stream_descriptor> err;
+  // One pipe end and its buffer per launch, owned by the read chain itself. A serve that
+  // crashes leaves orphaned runners holding the pipe's write end (fake-ollama's runners log
+  // through it), so the old read is still in progress when the next launch replaces it:
+  // closing cancels it, and the shared_ptr in its handler keeps the descriptor and buffer
+  // alive until that handler has run. (Destroying them in place was a use-after-free: the
+  // incident replay's serve crash segfaulted oasisd.)
+  struct LinePipe {
+    net::posix::stream_descriptor d;
+    net::streambuf buf;
+    LinePipe(net::any_io_executor e, int fd) : d(e, fd) {}
+  };
+  std::shared_ptr<LinePipe> out;
+  std::shared_ptr<LinePipe> err;
   net::signal_set sigchld;
   net::steady_timer poll;
-  net::streambuf outBuf, errBuf;
 
   explicit Impl(net::any_io_executor e) : exec(e), sigchld(e, SIGCHLD), poll(e) {}
 
-  void readLines(net::posix::stream_descriptor* d, net::streambuf* buf) {
+  static void closePipe(const std::shared_ptr<LinePipe>& p) {
+    error_code ignored;
+    if (p) p->d.close(ignored);
+  }
+
+  void readLines(std::shared_ptr<LinePipe> pipe) {
     auto self = shared_from_this();
-    net::async_read_until(*d, *buf, '\n', [self, d, buf](error_code ec, std::size_t n) {
+    LinePipe* p = pipe.get();
+    net::async_read_until(p->d, p->buf, '\n', [self, pipe](error_code ec, std::size_t n) {
+      net::streambuf* buf = &pipe->buf;
       if (ec) {
         // Flush a last partial line.
         if (buf->size() > 0) {
@@ -68,7 +85,7 @@ struct ServerProcess::Impl : std::enable_shared_from_this<ServerProcess::Impl> {
       buf->consume(n);
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
       if (self->onLine) self->onLine(line);
-      self->readLines(d, buf);
+      self->readLines(pipe);
     });
   }
 
@@ -130,8 +147,8 @@ ServerProcess::~ServerProcess() {
     error_code ignored;
     impl_->sigchld.cancel(ignored);
     impl_->poll.cancel();
-    if (impl_->out) impl_->out->close(ignored);
-    if (impl_->err) impl_->err->close(ignored);
+    Impl::closePipe(impl_->out);
+    Impl::closePipe(impl_->err);
   }
 }
 
@@ -215,12 +232,12 @@ Status ServerProcess::launch(const std::vector<std::string>& argv, const std::ma
   }
   impl_->pid = pid;
   impl_->exited = false;
-  impl_->out = std::make_unique<net::posix::stream_descriptor>(impl_->exec, outPipe[0]);
-  impl_->err = std::make_unique<net::posix::stream_descriptor>(impl_->exec, errPipe[0]);
-  impl_->outBuf.consume(impl_->outBuf.size());
-  impl_->errBuf.consume(impl_->errBuf.size());
-  impl_->readLines(impl_->out.get(), &impl_->outBuf);
-  impl_->readLines(impl_->err.get(), &impl_->errBuf);
+  Impl::closePipe(impl_->out);  // the previous serve's, possibly still held open by its orphans
+  Impl::closePipe(impl_->err);
+  impl_->out = std::make_shared<Impl::LinePipe>(impl_->exec, outPipe[0]);
+  impl_->err = std::make_shared<Impl::LinePipe>(impl_->exec, errPipe[0]);
+  impl_->readLines(impl_->out);
+  impl_->readLines(impl_->err);
   impl_->watchExit();
   return {};
 }

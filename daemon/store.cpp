@@ -69,6 +69,12 @@ CREATE INDEX attempts_trial ON attempts(trial_id, n);
 CREATE INDEX attempts_ended ON attempts(ended_at);
 CREATE INDEX attempts_running ON attempts(outcome) WHERE outcome = 'running';
 )sql",
+    // The dispatcher's index: queued trials only, by run then id. It holds just the queue (rows
+    // leave it when they start), so finding each run's oldest queued trial is a seek per run
+    // instead of a scan of every queued row on every dispatch (issue 6 §3).
+    R"sql(
+CREATE INDEX trials_queued_run ON trials(run, id) WHERE state = 'queued';
+)sql",
 };
 
 WallTime fromUnix(double s) { return fromUnixSeconds(s); }
@@ -341,7 +347,7 @@ std::vector<Store::Inserted> Store::insertTrials(const std::vector<NewTrial>& tr
     ++added;
   }
   tx.commit();
-  if (queued_ >= 0) queued_ += added;
+  if (counts_) counts_->queued += added;
   return out;
 }
 
@@ -375,48 +381,91 @@ std::vector<TrialRow> Store::listTrials(const std::optional<std::string>& run, c
   return out;
 }
 
-TrialCounts Store::counts() {
-  TrialCounts c;
-  auto s = db_.prepare("SELECT state, COUNT(*) FROM trials GROUP BY state");
-  while (s.step()) {
-    auto st = s.getText(0);
-    auto n = s.getInt(1);
-    if (st == "queued") c.queued = n;
-    else if (st == "running") c.running = n;
-    else if (st == "succeeded") c.succeeded = n;
-    else if (st == "failed") c.failed = n;
-    else if (st == "cancelled") c.cancelled = n;
+TrialCounts& Store::liveCounts() {
+  if (!counts_) {
+    TrialCounts c;
+    auto s = db_.prepare("SELECT state, COUNT(*) FROM trials GROUP BY state");
+    while (s.step()) {
+      auto st = s.getText(0);
+      auto n = s.getInt(1);
+      if (st == "queued") c.queued = n;
+      else if (st == "running") c.running = n;
+      else if (st == "succeeded") c.succeeded = n;
+      else if (st == "failed") c.failed = n;
+      else if (st == "cancelled") c.cancelled = n;
+    }
+    counts_ = c;
   }
-  queued_ = c.queued;
-  return c;
+  return *counts_;
 }
 
-std::int64_t Store::queuedCount() {
-  if (queued_ < 0) {
-    auto s = db_.prepare("SELECT COUNT(*) FROM trials WHERE state = 'queued'");
-    s.step();
-    queued_ = s.getInt(0);
+void Store::countMove(const std::string& from, const std::string& to, std::int64_t n) {
+  if (!counts_) return;  // not loaded yet: the first liveCounts() reads the table
+  auto slot = [this](const std::string& st) -> std::int64_t* {
+    if (st == "queued") return &counts_->queued;
+    if (st == "running") return &counts_->running;
+    if (st == "succeeded") return &counts_->succeeded;
+    if (st == "failed") return &counts_->failed;
+    if (st == "cancelled") return &counts_->cancelled;
+    return nullptr;
+  };
+  auto* a = slot(from);
+  auto* b = slot(to);
+  if (!a || !b) {
+    counts_.reset();
+    return;
   }
-  return queued_;
+  *a -= n;
+  *b += n;
 }
+
+std::string Store::trialState(std::int64_t trialId) {
+  auto s = db_.prepare("SELECT state FROM trials WHERE id = ?");
+  s.bind(1, trialId);
+  return s.step() ? s.getText(0) : std::string();
+}
+
+TrialCounts Store::counts() { return liveCounts(); }
+
+std::int64_t Store::queuedCount() { return liveCounts().queued; }
 
 std::vector<TrialRow> Store::nextQueued(int limit, const std::vector<std::string>& excludedModels) {
   // FIFO within a run; across runs, take the oldest queued trial of each run in turn so that one
   // big run cannot starve a small one submitted later.
   std::string exclude;
   for (std::size_t i = 0; i < excludedModels.size(); ++i) exclude += (i ? ",?" : "?");
-  std::string runsSql = "SELECT run, MIN(id) FROM trials WHERE state = 'queued'";
-  if (!exclude.empty()) runsSql += " AND model NOT IN (" + exclude + ")";
-  runsSql += " GROUP BY run ORDER BY MIN(id) LIMIT ?";
-  auto runs = db_.prepare(runsSql);
-  int i = 1;
-  for (auto& m : excludedModels) runs.bind(i++, m);
-  runs.bind(i, limit);
   std::vector<std::string> runNames;
-  while (runs.step()) runNames.push_back(runs.getText(0));
+  if (exclude.empty()) {
+    // A skip-scan over trials_queued_run: one index seek per distinct run with queued trials,
+    // then one seek for that run's oldest. INDEXED BY, because without statistics the planner
+    // prefers trials_state and sorts every queued row. The GROUP BY below reads every queued row instead,
+    // which made each dispatch O(queue length) (issue 6 §3).
+    auto runs = db_.prepare(
+        "WITH RECURSIVE runs(run) AS ("
+        " SELECT (SELECT run FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' ORDER BY run LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT t.run FROM trials t INDEXED BY trials_queued_run"
+        "         WHERE t.state = 'queued' AND t.run > runs.run ORDER BY t.run LIMIT 1)"
+        " FROM runs WHERE runs.run IS NOT NULL)"
+        " SELECT run, (SELECT MIN(id) FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' AND run = runs.run)"
+        " AS first"
+        " FROM runs WHERE run IS NOT NULL ORDER BY first LIMIT ?");
+    runs.bind(1, limit);
+    while (runs.step()) runNames.push_back(runs.getText(0));
+  } else {
+    std::string runsSql = "SELECT run, MIN(id) FROM trials WHERE state = 'queued'";
+    runsSql += " AND model NOT IN (" + exclude + ")";
+    runsSql += " GROUP BY run ORDER BY MIN(id) LIMIT ?";
+    auto runs = db_.prepare(runsSql);
+    int i = 1;
+    for (auto& m : excludedModels) runs.bind(i++, m);
+    runs.bind(i, limit);
+    while (runs.step()) runNames.push_back(runs.getText(0));
+  }
   if (runNames.empty()) return {};
 
-  std::string perRunSql = std::string("SELECT ") + kTrialCols + " FROM trials WHERE state = 'queued' AND run = ?";
+  std::string perRunSql = std::string("SELECT ") + kTrialCols +
+                          " FROM trials INDEXED BY trials_queued_run WHERE state = 'queued' AND run = ?";
   if (!exclude.empty()) perRunSql += " AND model NOT IN (" + exclude + ")";
   perRunSql += " ORDER BY id LIMIT ?";
   auto per = db_.prepare(perRunSql);
@@ -460,7 +509,7 @@ std::int64_t Store::startAttempt(std::int64_t trialId, WallTime at) {
   ins.run();
   auto id = db_.lastInsertId();
   tx.commit();
-  if (queued_ > 0) --queued_;
+  countMove("queued", "running");
   return id;
 }
 
@@ -480,7 +529,7 @@ void Store::markTrialQueued(std::int64_t trialId, bool countedAttempt) {
       "UPDATE trials SET state='queued', attempts_used = attempts_used + ? WHERE id = ? AND state = 'running'");
   s.bind(1, countedAttempt ? 1 : 0).bind(2, trialId);
   s.run();
-  if (db_.changes() == 1 && queued_ >= 0) ++queued_;
+  if (db_.changes() == 1) countMove("running", "queued");
 }
 
 void Store::markTrialSucceeded(std::int64_t trialId, WallTime at, const nlohmann::json& response, bool countedAttempt) {
@@ -490,24 +539,28 @@ void Store::markTrialSucceeded(std::int64_t trialId, WallTime at, const nlohmann
   s.bind(1, unix(at)).bind(2, response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   s.bind(3, countedAttempt ? 1 : 0).bind(4, trialId);
   s.run();
+  if (db_.changes() == 1) countMove("running", "succeeded");
 }
 
 void Store::markTrialFailed(std::int64_t trialId, WallTime at, const std::string& error, bool countedAttempt) {
   auto s = db_.prepare(
       "UPDATE trials SET state='failed', finished_at=?, error=?, attempts_used = attempts_used + ? "
       "WHERE id = ? AND state IN ('running', 'queued')");
+  auto before = trialState(trialId);
   s.bind(1, unix(at)).bind(2, error).bind(3, countedAttempt ? 1 : 0).bind(4, trialId);
   s.run();
+  if (db_.changes() == 1) countMove(before, "failed");
 }
 
 bool Store::cancelTrial(std::int64_t trialId, WallTime at) {
   auto s = db_.prepare(
       "UPDATE trials SET state='cancelled', finished_at=? WHERE id = ? AND state IN ('queued','running') "
       "RETURNING id");
+  auto before = trialState(trialId);
   s.bind(1, unix(at)).bind(2, trialId);
   bool changed = s.step();
   s.run();
-  if (changed) queued_ = -1;  // recount lazily: we don't know which state it left
+  if (changed) countMove(before, "cancelled");
   return changed;
 }
 
@@ -521,7 +574,7 @@ int Store::recoverInterrupted(WallTime at) {
   int n = db_.changes();
   db_.exec("UPDATE trials SET state='queued' WHERE state='running'");
   tx.commit();
-  queued_ = -1;
+  counts_.reset();  // recount once: start-up only
   return n;
 }
 

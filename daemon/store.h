@@ -157,8 +157,14 @@ class Store {
 
  private:
   void migrate();
+  TrialCounts& liveCounts();  // loads the counts once, then every mutation keeps them exact
+  void countMove(const std::string& from, const std::string& to, std::int64_t n = 1);
+  std::string trialState(std::int64_t trialId);
   Database db_;
-  std::int64_t queued_ = -1;  // cached count of queued trials, kept exact by every mutation
+  // Per-state trial counts, kept in memory: GET /v1/status must not COUNT(*) a million-row
+  // queue on every call (issue 6 §3). Loaded by one GROUP BY at first use, then adjusted by
+  // every mutation below, which all run on the store's single owner.
+  std::optional<TrialCounts> counts_;
 };
 
 }  // namespace oasis

@@ -135,6 +135,21 @@ TEST_CASE("Wedged scheduler: ps_hang gets serve restarted and its runners reaped
   CHECK(d.get("/v1/status")["server"]["restarts"].get<int>() >= 1);
 }
 
+TEST_CASE("serve crash: the runners it orphaned are killed before the relaunch", "[oasisd][supervision][crash]") {
+  Oasisd d(json{{"ollama", {{"restart", {{"initial_backoff_s", 0.1}, {"max_backoff_s", 0.2}}}}}});
+  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
+  auto r = ollamaPost(d, "/api/generate", {{"model", "tiny:latest"}, {"prompt", "hi"}, {"stream", false}});
+  REQUIRE(r.status == 200);
+  REQUIRE(d.waitForStatus([](const json& s) { return modelListed(s, "tiny:latest") && s["models"][0]["runner"].is_object(); }, 10s));
+  auto before = d.get("/v1/status");
+  int oldServe = before["server"]["pid"].get<int>();
+  int oldRunner = before["models"][0]["runner"]["pid"].get<int>();
+  setFaults(d, {{"serve_exit", 1}});  // serve exits on its own; its runner is orphaned, still running
+  REQUIRE(d.waitForStatus([&](const json& s) { return s["server"]["pid"].is_number() && s["server"]["pid"] != oldServe && s["server"]["up"] == true; }, 20s));
+  // Well before the emulator's own 60 s orphan watchdog would end it.
+  CHECK(waitFor([&] { return !processAlive(oldRunner); }, 10s));
+}
+
 TEST_CASE("serve crash is restarted; repeated fast crashes end in the failed state", "[oasisd][supervision][crash]") {
   Oasisd d(json{{"ollama", {{"restart", {{"initial_backoff_s", 0.1}, {"max_backoff_s", 0.2}, {"max_fast_failures", 3}}}}}});
   REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));

@@ -32,11 +32,11 @@ TEST_CASE("store: migrations run once and use WAL on disk", "[store]") {
   test::TempDir dir;
   {
     Store s(dir.file("a.db"));
-    CHECK(s.schemaVersion() == 1);
+    CHECK(s.schemaVersion() == 2);
     CHECK(s.db().journalMode() == "wal");
   }
   Store again(dir.file("a.db"));
-  CHECK(again.schemaVersion() == 1);
+  CHECK(again.schemaVersion() == 2);
 }
 
 TEST_CASE("store: idempotency keys return the same trial or conflict", "[store]") {
@@ -71,6 +71,59 @@ TEST_CASE("store: dispatch order is FIFO per run and round-robin across runs", "
   CHECK(next[2].run == "big");
   CHECK(next[0].id < next[2].id);
   CHECK(s.nextQueued(10, {"tiny:latest"}).empty());
+}
+
+TEST_CASE("store: the dispatcher's per-run seek takes each run's oldest, oldest run first", "[store]") {
+  Store s(":memory:");
+  ManualClock clock;
+  auto b = s.insertTrials({spec("b"), spec("b")}, clock.wallNow());
+  auto a = s.insertTrials({spec("a"), spec("a")}, clock.wallNow());
+  s.insertTrials({spec("c")}, clock.wallNow());
+  s.startAttempt(b[0].id, clock.wallNow());  // "b"'s head is running: its next is b[1]
+  auto next = s.nextQueued(3, {});
+  REQUIRE(next.size() == 3);
+  CHECK(next[0].id == b[1].id);  // runs ordered by their oldest queued trial, not by name
+  CHECK(next[1].id == a[0].id);
+  CHECK(next[2].run == "c");
+  CHECK(s.nextQueued(1, {})[0].id == b[1].id);
+}
+
+TEST_CASE("store: in-memory trial counts match a recount after every kind of change", "[store]") {
+  test::TempDir dir;
+  ManualClock clock;
+  Store s(dir.file("n.db"));
+  auto recount = [&] {
+    Store fresh(dir.file("n.db"));  // a second connection counts with GROUP BY
+    return fresh.counts();
+  };
+  auto same = [&] {
+    auto live = s.counts();
+    auto db = recount();
+    CHECK(live.queued == db.queued);
+    CHECK(live.running == db.running);
+    CHECK(live.succeeded == db.succeeded);
+    CHECK(live.failed == db.failed);
+    CHECK(live.cancelled == db.cancelled);
+  };
+  auto ids = s.insertTrials({spec("r"), spec("r"), spec("r"), spec("r"), spec("r"), spec("r")}, clock.wallNow());
+  same();
+  for (int i = 0; i < 5; ++i) s.startAttempt(ids[static_cast<std::size_t>(i)].id, clock.wallNow());
+  same();
+  s.markTrialSucceeded(ids[0].id, clock.wallNow(), {}, true);
+  s.markTrialSucceeded(ids[0].id, clock.wallNow(), {}, true);  // already ended: no change
+  s.markTrialQueued(ids[1].id, true);
+  s.markTrialFailed(ids[2].id, clock.wallNow(), "running -> failed", true);
+  s.markTrialFailed(ids[5].id, clock.wallNow(), "queued -> failed", true);
+  s.markTrialFailed(ids[0].id, clock.wallNow(), "ended: no change", true);
+  CHECK(s.cancelTrial(ids[3].id, clock.wallNow()));  // running -> cancelled
+  CHECK(s.cancelTrial(ids[1].id, clock.wallNow()));  // queued -> cancelled
+  CHECK_FALSE(s.cancelTrial(ids[1].id, clock.wallNow()));
+  same();
+  CHECK(s.counts().running == 1);
+  CHECK(s.counts().queued == 0);
+  CHECK(s.recoverInterrupted(clock.wallNow()) == 5);  // attempts left 'running' (never finished here)
+  same();
+  CHECK(s.queuedCount() == 1);
 }
 
 TEST_CASE("store: crash recovery marks running attempts interrupted and requeues", "[store]") {

@@ -1,0 +1,295 @@
+#pragma once
+// The load generator's plumbing: a blocking HTTP/1.1 keep-alive client over TCP or a Unix
+// socket, and child processes in their own process group. Deliberately minimal (no Asio, no
+// JSON on the hot path) so that the client's own cost stays far below what is being measured.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace oasis::bench {
+
+using Clock = std::chrono::steady_clock;
+
+struct Target {
+  std::string unixPath;  // non-empty: Unix socket
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+};
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+class Conn {
+ public:
+  explicit Conn(Target t) : target_(std::move(t)) {}
+  ~Conn() { close(); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // One request on the kept-alive connection (reconnects once if the server had closed it).
+  Reply request(const std::string& method, const std::string& path, const std::string& body = {}) {
+    std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
+    if (!body.empty() || method == "POST")
+      head += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    head += "\r\n";
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool fresh = fd_ < 0;
+      if (fd_ < 0) connect();
+      if (!writeAll(head) || (!body.empty() && !writeAll(body))) {
+        close();
+        if (fresh) throw std::runtime_error("write failed to " + describe());
+        continue;
+      }
+      Reply r;
+      bool keep = true;
+      if (readReply(r, keep)) {
+        if (!keep) close();
+        return r;
+      }
+      close();
+      if (fresh) throw std::runtime_error("no reply from " + describe() + " for " + method + " " + path);
+    }
+    throw std::runtime_error("connection to " + describe() + " keeps closing");
+  }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    buf_.clear();
+    pos_ = 0;
+  }
+
+ private:
+  std::string describe() const {
+    return target_.unixPath.empty() ? target_.host + ":" + std::to_string(target_.port) : target_.unixPath;
+  }
+
+  void connect() {
+    if (!target_.unixPath.empty()) {
+      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::strncpy(a.sun_path, target_.unixPath.c_str(), sizeof a.sun_path - 1);
+      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close();
+        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
+      }
+    } else {
+      fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(target_.port);
+      ::inet_pton(AF_INET, target_.host.c_str(), &a.sin_addr);
+      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close();
+        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
+      }
+    }
+    timeval tv{120, 0};  // a wedged server fails the bench instead of hanging it
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  bool writeAll(const std::string& s) {
+    std::size_t off = 0;
+    while (off < s.size()) {
+      auto n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        return false;
+      }
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  bool fill() {
+    if (pos_ > 0 && pos_ == buf_.size()) {
+      buf_.clear();
+      pos_ = 0;
+    }
+    char tmp[65536];
+    for (;;) {
+      auto n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      buf_.append(tmp, static_cast<std::size_t>(n));
+      return true;
+    }
+  }
+
+  bool readLine(std::string& line) {
+    for (;;) {
+      auto eol = buf_.find("\r\n", pos_);
+      if (eol != std::string::npos) {
+        line.assign(buf_, pos_, eol - pos_);
+        pos_ = eol + 2;
+        return true;
+      }
+      if (!fill()) return false;
+    }
+  }
+
+  bool readBytes(std::size_t n, std::string& out) {
+    while (buf_.size() - pos_ < n)
+      if (!fill()) return false;
+    out.append(buf_, pos_, n);
+    pos_ += n;
+    return true;
+  }
+
+  bool readReply(Reply& r, bool& keepAlive) {
+    std::string line;
+    if (!readLine(line) || line.size() < 12) return false;
+    r.status = std::atoi(line.c_str() + 9);
+    long long length = -1;
+    bool chunked = false;
+    for (;;) {
+      if (!readLine(line)) return false;
+      if (line.empty()) break;
+      auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string name = line.substr(0, colon);
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      if (name == "content-length") length = std::atoll(value.c_str());
+      if (name == "transfer-encoding" && value.find("chunked") != std::string::npos) chunked = true;
+      if (name == "connection" && (value == "close" || value == "Close")) keepAlive = false;
+    }
+    if (chunked) {
+      for (;;) {
+        if (!readLine(line)) return false;
+        auto size = std::strtoull(line.c_str(), nullptr, 16);
+        if (size == 0) {
+          if (!readLine(line)) return false;  // trailer end
+          break;
+        }
+        if (!readBytes(size, r.body) || !readLine(line)) return false;
+      }
+    } else if (length >= 0) {
+      if (!readBytes(static_cast<std::size_t>(length), r.body)) return false;
+    } else {
+      while (fill()) {
+      }
+      r.body.append(buf_, pos_, std::string::npos);
+      pos_ = buf_.size();
+      keepAlive = false;
+    }
+    return true;
+  }
+
+  Target target_;
+  int fd_ = -1;
+  std::string buf_;
+  std::size_t pos_ = 0;
+};
+
+// A child process in its own process group, with its output in a log file. The destructor
+// kills the group (oasisd's managed serve and runners die with it through their own
+// parent-death signal, and the group kill is the backstop).
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& logPath) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+#ifdef __linux__
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+      int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      ::execve(args[0], args.data(), environ);
+      ::_exit(127);
+    }
+    ::setpgid(pid_, pid_);
+  }
+  ~Child() { stop(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // SIGTERM (oasisd stops its managed serve), bounded wait, then SIGKILL to the group.
+  int stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      if (::waitpid(pid_, &status_, WNOHANG) == pid_) {
+        ::kill(-pid_, SIGKILL);
+        pid_ = -1;
+        return status_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+    return status_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = 0;
+};
+
+inline std::uint16_t freeTcpPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// /proc/PID/status field in kB (VmRSS, VmHWM); 0 if unreadable.
+inline long procStatusKb(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::atol(line.c_str() + key.size() + 1);
+  return 0;
+}
+
+inline long long fileSize(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<long long>(st.st_size) : 0;
+}
+
+}  // namespace oasis::bench
