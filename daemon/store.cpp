@@ -592,7 +592,7 @@ int Store::requeueOrphanedAttempts(WallTime at, const std::vector<std::int64_t>&
   db_.exec("UPDATE trials SET state='queued' WHERE state='running' AND id NOT IN "
            "(SELECT trial_id FROM attempts WHERE outcome='running')");
   tx.commit();
-  queued_ = -1;
+  counts_.reset();  // rare (storage repair): recount on the next read
   return n;
 }
 

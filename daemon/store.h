@@ -133,6 +133,8 @@ class Store {
   std::vector<TrialRow> listTrials(const std::optional<std::string>& run, const std::optional<std::string>& state,
                                    std::int64_t afterId, int limit);
   TrialCounts counts();
+  // After a transaction that changed trial states was rolled back: recount on the next read.
+  void forgetCounts() { counts_.reset(); }
   std::int64_t queuedCount();
 
   // The next queued trials in FIFO order per run, round-robin across runs, skipping paused models.

@@ -463,6 +463,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
     spdlog::error("could not record attempt {} of trial {}: {}; it will be requeued once the store takes writes",
                   attemptId, trial.id, e.what());
     retried = false;
+    store_.forgetCounts();  // the rolled-back state changes had already been counted
     scheduleRepair();
   }
   if (outcome != "ok")
