@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/http.h"
+#include "daemon/api_bodies.h"  // TrialSpec, parseTrialSpec
 #include "daemon/store.h"
 
 namespace oasis {
@@ -34,16 +35,6 @@ struct AttemptReport {
   int attempt = 0;
   std::string error;
 };
-
-// Validated trial spec, or the reason it is invalid (naming the field).
-struct TrialSpec {
-  std::string model, kind, run;
-  std::optional<std::string> key;
-  nlohmann::json request;
-  int maxAttempts = 3;
-  std::string hash;
-};
-Result<TrialSpec> parseTrialSpec(const nlohmann::json& j, int defaultMaxAttempts, const std::string& defaultRun);
 
 class TrialService {
  public:
