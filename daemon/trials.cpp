@@ -141,7 +141,8 @@ void TrialService::finished(std::int64_t trialId) {
   waiters_.erase(range.first, range.second);
 }
 
-net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id, std::chrono::milliseconds timeout) {
+net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id, std::chrono::milliseconds timeout,
+                                                                  const http::ResponseWriter& client) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto t = store_.trial(id);
@@ -149,12 +150,22 @@ net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id
     if (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") co_return t;
     auto left = deadline - std::chrono::steady_clock::now();
     if (left <= 0s) co_return t;
+    // A client that went away is no longer waiting: without this check its connection (one of
+    // max_connections) and this coroutine stayed for up to ?wait=3600 s after it left, so
+    // clients that give up (Ctrl-C on `oasisctl submit --wait`) could use up every slot.
+    if (client.clientGone()) co_return t;
     auto timer = std::make_shared<net::steady_timer>(ioc_);
-    timer->expires_after(left);
+    timer->expires_after(std::min<std::chrono::steady_clock::duration>(left, 250ms));
     waiters_.emplace(id, timer);
     error_code ec;
     co_await timer->async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (!ec) co_return store_.trial(id);  // deadline passed
+    // Woken by the poll interval rather than by finished(): drop our entry ourselves.
+    auto range = waiters_.equal_range(id);
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second == timer) {
+        waiters_.erase(it);
+        break;
+      }
   }
 }
 
@@ -444,7 +455,7 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
     }
     auto id = ids[0].id;
     if (waitS) {
-      auto t = co_await waitForEnd(id, ms(*waitS));
+      auto t = co_await waitForEnd(id, ms(*waitS), w);
       if (t && (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled")) {
         co_await sendJson(w, 200, t->toJson());
         co_return;

@@ -78,7 +78,9 @@ class TrialService {
   boost::asio::awaitable<void> runAttempt(TrialRow trial, std::int64_t attemptId);
   void dispatch();
   void finished(std::int64_t trialId);
-  boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout);
+  // Until the trial ends, the timeout passes or the client goes away.
+  boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout,
+                                                             const http::ResponseWriter& client);
   std::chrono::milliseconds retryDelay(int attemptsUsed) const;
 
   boost::asio::io_context& ioc_;
