@@ -86,6 +86,8 @@ StreamAssembler::Step StreamAssembler::feed(std::string_view line) {
   if (auto e = chunk.find("error"); e != chunk.end()) {
     // A mid-stream failure: Ollama keeps the 200 and ends with {"error": ...}.
     error_ = e->is_string() ? e->get<std::string>() : e->dump(-1, ' ', false, json::error_handler_t::replace);
+    // {"error": ""} must still leave a reason on the attempt (found by tests/fuzz/fuzz_ollama_wire).
+    if (error_.empty()) error_ = "Ollama reported an error without a message";
     return Step::Failed;
   }
   if (chat_) {

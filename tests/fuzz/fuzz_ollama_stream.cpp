@@ -165,6 +165,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::size_t piece = (data[0] & 0x3f) + 1;
   std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
   bool finished = false;
+  // The previous input may have drained every handler, which stops an io_context.
+  h.ioc.restart();
   net::co_spawn(h.ioc, serveOnce(h, std::move(bytes), piece), net::detached);
   net::co_spawn(h.ioc, attempt(h, chat, finished), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);  // an exception out of the client path is a finding

@@ -6,6 +6,7 @@
 
 #include "catch.h"
 #include "common/config.h"
+#include "common/process_parse.h"
 #include "daemon/api_bodies.h"
 #include "daemon/ollama_wire.h"
 
@@ -146,4 +147,26 @@ TEST_CASE("fuzz regression: config numbers beyond the daemon's clocks and byte c
       "memory": {"pause_below_available_gb": 1024, "resume_above_available_gb": 1024}})");
   INFO(formatConfigProblems(fine.problems));
   CHECK(fine.ok());
+}
+
+TEST_CASE("fuzz regression: /proc/net/tcp state must be two hex digits", "[fuzz_regression]") {
+  // Before: from_chars took "-1" as the state of a row.
+  const std::string header =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+  auto bad = parseProcNetTcp(header + "   0: 0100007F:2CAA 00000000:0000 -1 00000000:00000000 00:00000000 00000000 0 0 4242 1\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("bad state") != std::string::npos);
+  auto good = parseProcNetTcp(header + "   0: 0100007F:2CAA 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 4242 1\n");
+  REQUIRE(good);
+  REQUIRE(good->size() == 1);
+  CHECK(good->front().state == kTcpStateListen);
+  CHECK(good->front().localPort == 11434);
+  CHECK(good->front().inode == 4242);
+}
+
+TEST_CASE("fuzz regression: Ollama's error line with an empty message still gives a reason", "[fuzz_regression]") {
+  // Before: {"error": ""} failed the attempt with an empty error text.
+  StreamAssembler a(false);
+  CHECK(a.feed(R"({"error":""})") == StreamAssembler::Step::Failed);
+  CHECK(a.error() == "Ollama reported an error without a message");
 }
