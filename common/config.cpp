@@ -521,11 +521,21 @@ double PreflightConfig::minFreeGbFor(const std::string& model) const {
 
 std::vector<ConfigProblem> validateConfig(const Config& c) {
   Problems p;
+  // Every number the daemon turns into a clock duration (int64 nanoseconds: 292 years) or a
+  // byte count (GiB x 2^30 in a uint64) must fit; 1e9 (31 years, 1 EiB) keeps every product
+  // the daemon forms in range. Without it, "request_timeout_s": 1e300 validated and then
+  // overflowed the conversions (undefined behaviour), found by tests/fuzz/fuzz_config.
+  constexpr double kMaxNumber = 1e9;
+  auto bounded = [&](const std::string& key, double v) {
+    if (v > kMaxNumber) p.push_back({key, "must be <= 1e9 (got " + formatNumber(v) + ")"});
+  };
   auto positive = [&](const std::string& key, double v) {
     if (!(v > 0)) p.push_back({key, "must be > 0 (got " + formatNumber(v) + ")"});
+    bounded(key, v);
   };
   auto nonNegative = [&](const std::string& key, double v) {
     if (!(v >= 0)) p.push_back({key, "must be >= 0 (got " + formatNumber(v) + ")"});
+    bounded(key, v);
   };
   // Sampling periods: reject values that look like milliseconds.
   auto interval = [&](const std::string& key, double v) {
@@ -590,6 +600,7 @@ std::vector<ConfigProblem> validateConfig(const Config& c) {
   positive("ollama.stop_timeout_s", o.stopTimeoutS);
   positive("ollama.start_timeout_s", o.startTimeoutS);
   nonNegative("ollama.restart.initial_backoff_s", o.restart.initialBackoffS);
+  bounded("ollama.restart.max_backoff_s", o.restart.maxBackoffS);
   if (o.restart.maxBackoffS < o.restart.initialBackoffS) {
     p.push_back({"ollama.restart.max_backoff_s", "must be >= ollama.restart.initial_backoff_s (" +
                                                      formatNumber(o.restart.initialBackoffS) + ")"});
@@ -617,6 +628,7 @@ std::vector<ConfigProblem> validateConfig(const Config& c) {
   }
   interval("memory.interval_s", m.intervalS);
   nonNegative("memory.pause_below_available_gb", m.pauseBelowAvailableGb);
+  bounded("memory.resume_above_available_gb", m.resumeAboveAvailableGb);
   if (m.resumeAboveAvailableGb < m.pauseBelowAvailableGb) {
     p.push_back({"memory.resume_above_available_gb", "must be >= memory.pause_below_available_gb (" +
                                                          formatNumber(m.pauseBelowAvailableGb) +
@@ -643,8 +655,10 @@ std::vector<ConfigProblem> validateConfig(const Config& c) {
     if (!(gb >= 0) || !std::isfinite(gb)) {
       p.push_back({"preflight.min_free_gb." + model, "must be >= 0 (got " + formatNumber(gb) + ")"});
     }
+    bounded("preflight.min_free_gb." + model, gb);
   }
   nonNegative("retry.initial_backoff_s", c.retry.initialBackoffS);
+  bounded("retry.max_backoff_s", c.retry.maxBackoffS);
   if (c.retry.maxBackoffS < c.retry.initialBackoffS) {
     p.push_back({"retry.max_backoff_s",
                  "must be >= retry.initial_backoff_s (" + formatNumber(c.retry.initialBackoffS) + ")"});

@@ -110,7 +110,9 @@ Result<std::vector<ProcNetTcpEntry>> parseProcNetTcp(std::string_view text) {
     unsigned port = 0;
     if (!parseNumber(local.substr(colon + 1), port, 16) || port > 65535) return bad("bad local port");
     entry.localPort = static_cast<uint16_t>(port);
-    if (!parseNumber(fields[3], entry.state, 16)) return bad("bad state");
+    // Two hex digits (TCP_ESTABLISHED 01 .. TCP_NEW_SYN_RECV 0C); from_chars would also take
+    // "-1" (found by tests/fuzz/fuzz_proc_parse).
+    if (!parseNumber(fields[3], entry.state, 16) || entry.state < 0 || entry.state > 0xFF) return bad("bad state");
     if (!parseNumber(fields[9], entry.inode)) return bad("bad inode");
     out.push_back(entry);
   }

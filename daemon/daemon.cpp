@@ -17,7 +17,9 @@
 #include <spdlog/spdlog.h>
 
 #include "common/runner_classify.h"
+#include "daemon/api_bodies.h"
 #include "daemon/diagnosis.h"
+#include "daemon/ollama_wire.h"
 #include "daemon/policy/flash_attention_policy.h"
 #include "daemon/policy/preflight.h"
 
@@ -36,23 +38,6 @@ void logSpawnError(std::exception_ptr e) {
   } catch (const std::exception& ex) {
     spdlog::error("task failed: {}", ex.what());
   }
-}
-
-std::vector<policy::PsModel> parsePs(const json& j) {
-  std::vector<policy::PsModel> out;
-  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return out;
-  for (auto& m : j["models"]) {
-    if (!m.is_object()) continue;
-    policy::PsModel p;
-    p.name = m.value("name", m.value("model", std::string()));
-    WallTime t;
-    if (m.contains("expires_at") && m["expires_at"].is_string() && parseIso8601(m["expires_at"].get<std::string>(), t))
-      p.expiresAt = t;
-    if (m.contains("size_vram") && m["size_vram"].is_number()) p.sizeVram = m["size_vram"].get<std::uint64_t>();
-    if (m.contains("size") && m["size"].is_number()) p.size = m["size"].get<std::uint64_t>();
-    if (!p.name.empty()) out.push_back(p);
-  }
-  return out;
 }
 
 std::string processorText(const policy::PsModel& m) {
@@ -611,7 +596,7 @@ net::awaitable<void> Daemon::probeOnce() {
     auto v = co_await http::asyncFetch(exec, ollama_, vreq, ms(config_.ollama.healthTimeoutS));
     if (v && v->status == 200) {
       auto j = json::parse(v->body, nullptr, false);
-      if (j.is_object()) serverVersion_ = j.value("version", "");
+      serverVersion_ = parseVersionBody(j);
     }
   }
   http::Request psReq{"GET", "/api/ps", "", "", {}};
@@ -623,7 +608,7 @@ net::awaitable<void> Daemon::probeOnce() {
   obs.ok = ps.ok() && ps->status == 200;
   if (obs.ok) {
     auto j = json::parse(ps->body, nullptr, false);
-    obs.models = parsePs(j);
+    obs.models = parsePsModels(j);  // daemon/ollama_wire.h
     if (j.is_discarded()) obs.ok = false;
   }
   if (!obs.ok) spdlog::warn("/api/ps did not answer in {} s: {}", config_.ollama.psTimeoutS, ps.ok() ? std::to_string(ps->status) : ps.error().message);
@@ -875,23 +860,6 @@ json Daemon::statusJson() {
   return s;
 }
 
-namespace {
-// Parses an optional JSON object body; an empty body is {}.
-std::optional<json> parseBody(const std::string& body, std::string& why) {
-  if (body.empty()) return json::object();
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) {
-    why = "body is not valid JSON";
-    return std::nullopt;
-  }
-  if (!j.is_object()) {
-    why = "body must be a JSON object";
-    return std::nullopt;
-  }
-  return j;
-}
-}  // namespace
-
 net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWriter& w) {
   const auto& path = req.path;
   auto methodIs = [&](const char* m) { return req.method == m; };
@@ -1034,30 +1002,20 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     co_return;
   }
 
-  std::string why;
-  auto body = parseBody(req.body, why);
+  // Bodies are parsed by daemon/api_bodies.h (shared with tests/fuzz).
+  auto body = parseObjectBody(req.body);
   if (!body) {
-    co_await sendError(w, 400, "invalid_body", why);
+    co_await sendError(w, 400, "invalid_body", body.error().message);
     co_return;
   }
   if (path == "/v1/pause") {
-    if (body->contains("reason") && !(*body)["reason"].is_string()) {
-      co_await sendError(w, 400, "invalid_body", "field 'reason' must be a string");
-      co_return;
-    }
-    auto reasonName = body->value("reason", std::string("manual"));
-    if (body->contains("drain") && !(*body)["drain"].is_boolean()) {
-      co_await sendError(w, 400, "invalid_body", "field 'drain' must be a boolean");
-      co_return;
-    }
-    auto reason = policy::parsePauseReason(reasonName);
-    if (!reason) {
-      co_await sendError(w, 400, "invalid_body",
-                         "field 'reason' must be one of manual, memory_pressure, recovering, server_down, preflight");
+    auto pause = parsePauseBody(*body);
+    if (!pause) {
+      co_await sendError(w, 400, "invalid_body", pause.error().message);
       co_return;
     }
     policy::Decision d;
-    d.actions.push_back(policy::Pause{*reason});
+    d.actions.push_back(policy::Pause{pause->reason});
     execute(d);
     co_await sendJson(w, 200, statusJson());
     co_return;
@@ -1072,24 +1030,13 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
   if (path == "/v1/evict" || path == "/v1/kill-runner") {
     // Only a model name: the process to signal is always found and verified by oasisd itself
     // (a child of the supervised serve, start time and --model re-checked), never taken from
-    // a client. A "pid" field is refused rather than silently ignored.
-    std::string unknown;
-    for (auto& [k, v] : body->items())
-      if (k != "model" && unknown.empty()) unknown = k;
-    if (!unknown.empty()) {
-      std::string refusal = "unknown field '" + unknown + "': " + path.substr(4) +
-                            " takes only a model; oasisd finds and verifies the runner process itself";
-      co_await sendError(w, 400, "invalid_body", refusal);
+    // a client. parseModelBody refuses a "pid" (any other field) rather than ignoring it.
+    auto parsed = parseModelBody(*body);
+    if (!parsed) {
+      co_await sendError(w, 400, "invalid_body", parsed.error().message);
       co_return;
     }
-    std::optional<std::string> model;
-    if (body->contains("model")) {
-      if (!(*body)["model"].is_string() || (*body)["model"].get<std::string>().empty()) {
-        co_await sendError(w, 400, "invalid_body", "field 'model' must be a non-empty string");
-        co_return;
-      }
-      model = (*body)["model"].get<std::string>();
-    }
+    std::optional<std::string> model = *parsed;
     std::vector<std::string> targets;
     if (model) targets.push_back(*model);
     else

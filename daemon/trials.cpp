@@ -1,6 +1,9 @@
 #include "daemon/api_replies.h"
 #include "daemon/trials.h"
 
+#include "daemon/api_bodies.h"
+#include "daemon/ollama_wire.h"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -18,32 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string fnv1a(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
-bool validUtf8(const std::string& s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
-    if (n < 0 || i + static_cast<std::size_t>(n) >= s.size() + (n == 0 ? 1 : 0)) {
-      if (n != 0) return false;
-    }
-    for (int k = 1; k <= n; ++k)
-      if (i + static_cast<std::size_t>(k) >= s.size() || (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) >> 6) != 0x2) return false;
-    i += static_cast<std::size_t>(n) + 1;
-  }
-  return true;
-}
-
 // Ollama's own error shape, for the compatible surface.
 net::awaitable<void> sendOllamaError(http::ResponseWriter& w, int status, std::string message) {
   json j;
@@ -55,46 +32,6 @@ net::awaitable<void> sendOllamaError(http::ResponseWriter& w, int status, std::s
 bool retryableStatus(int status) { return status >= 500 || status == 429 || status == 408; }
 
 }  // namespace
-
-Result<TrialSpec> parseTrialSpec(const json& j, int defaultMaxAttempts, const std::string& defaultRun) {
-  if (!j.is_object()) return Error("trial spec must be a JSON object");
-  static const std::set<std::string> known = {"model", "kind", "request", "run", "key", "max_attempts"};
-  for (auto& [k, v] : j.items())
-    if (!known.count(k)) return Error("unknown field '" + k + "'");
-  TrialSpec s;
-  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
-    return Error("field 'model' is required and must be a non-empty string");
-  s.model = j["model"];
-  if (j.contains("kind") && !j["kind"].is_string()) return Error("field 'kind' must be \"generate\" or \"chat\"");
-  s.kind = j.value("kind", std::string("generate"));
-  if (s.kind != "generate" && s.kind != "chat") return Error("field 'kind' must be \"generate\" or \"chat\"");
-  if (!j.contains("request") || !j["request"].is_object()) return Error("field 'request' is required and must be an object");
-  s.request = j["request"];
-  s.request.erase("model");
-  s.request.erase("stream");
-  if (s.kind == "chat" && (!s.request.contains("messages") || !s.request["messages"].is_array()))
-    return Error("field 'request.messages' must be an array for a chat trial");
-  if (s.kind == "generate" && s.request.contains("prompt") && !s.request["prompt"].is_string())
-    return Error("field 'request.prompt' must be a string");
-  if (j.contains("run") && (!j["run"].is_string() || j["run"].get<std::string>().empty()))
-    return Error("field 'run' must be a non-empty string");
-  s.run = j.value("run", defaultRun);
-  if (j.contains("key")) {
-    if (!j["key"].is_string() || j["key"].get<std::string>().empty() || j["key"].get<std::string>().size() > 512)
-      return Error("field 'key' must be a non-empty string of at most 512 bytes");
-    s.key = j["key"].get<std::string>();
-  }
-  s.maxAttempts = defaultMaxAttempts;
-  if (j.contains("max_attempts")) {
-    if (!j["max_attempts"].is_number_integer()) return Error("field 'max_attempts' must be an integer");
-    auto m = j["max_attempts"].get<long long>();
-    if (m < 1 || m > 100) return Error("field 'max_attempts' must be between 1 and 100");
-    s.maxAttempts = static_cast<int>(m);
-  }
-  json canonical = {{"model", s.model}, {"kind", s.kind}, {"request", s.request}, {"run", s.run}, {"max_attempts", s.maxAttempts}};
-  s.hash = fnv1a(canonical.dump(-1, ' ', false, json::error_handler_t::replace));
-  return s;
-}
 
 TrialService::TrialService(net::io_context& ioc, Store& store, const Config& config, Clock& clock,
                            http::Endpoint ollama, Hooks hooks, int maxConcurrency)
@@ -224,7 +161,8 @@ void TrialService::finished(std::int64_t trialId) {
   waiters_.erase(range.first, range.second);
 }
 
-net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id, std::chrono::milliseconds timeout) {
+net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id, std::chrono::milliseconds timeout,
+                                                                  const http::ResponseWriter& client) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto t = store_.trial(id);
@@ -232,12 +170,22 @@ net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id
     if (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") co_return t;
     auto left = deadline - std::chrono::steady_clock::now();
     if (left <= 0s) co_return t;
+    // A client that went away is no longer waiting: without this check its connection (one of
+    // max_connections) and this coroutine stayed for up to ?wait=3600 s after it left, so
+    // clients that give up (Ctrl-C on `oasisctl submit --wait`) could use up every slot.
+    if (client.clientGone()) co_return t;
     auto timer = std::make_shared<net::steady_timer>(ioc_);
-    timer->expires_after(left);
+    timer->expires_after(std::min<std::chrono::steady_clock::duration>(left, 250ms));
     waiters_.emplace(id, timer);
     error_code ec;
     co_await timer->async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (!ec) co_return store_.trial(id);  // deadline passed
+    // Woken by the poll interval rather than by finished(): drop our entry ourselves.
+    auto range = waiters_.equal_range(id);
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second == timer) {
+        waiters_.erase(it);
+        break;
+      }
   }
 }
 
@@ -266,10 +214,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   std::string outcome = "ok", error;
   bool retryable = true;
   std::optional<double> firstTokenMs;
-  json final;
-  std::string text, thinking;
-  json toolCalls = json::array();
-  std::string role = "assistant";
+  StreamAssembler assembled(trial.kind == "chat");
   int status = 0;
 
   auto elapsed = [&] { return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steadyNow() - started); };
@@ -338,35 +283,16 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
           error = "stream ended before the final chunk";
           break;
         }
-        if ((*line)->empty()) continue;
-        auto chunk = json::parse(**line, nullptr, false);
-        if (!chunk.is_object()) {
+        auto step = assembled.feed(**line);  // daemon/ollama_wire.h: never throws
+        if (step == StreamAssembler::Step::Skip) continue;
+        if (step == StreamAssembler::Step::Failed) {
           outcome = "http_error";
-          error = "Ollama sent a line that is not a JSON object";
-          break;
-        }
-        if (chunk.contains("error")) {
-          // A mid-stream failure: Ollama keeps the 200 and ends with {"error": ...}.
-          outcome = "http_error";
-          error = chunk["error"].is_string() ? chunk["error"].get<std::string>() : chunk["error"].dump();
+          error = assembled.error();
           break;
         }
         if (first) {
           firstTokenMs = std::chrono::duration<double, std::milli>(clock_.steadyNow() - started).count();
           first = false;
-        }
-        if (trial.kind == "chat") {
-          if (chunk.contains("message") && chunk["message"].is_object()) {
-            auto& m = chunk["message"];
-            if (m.contains("content") && m["content"].is_string()) text += m["content"].get<std::string>();
-            if (m.contains("thinking") && m["thinking"].is_string()) thinking += m["thinking"].get<std::string>();
-            if (m.contains("role") && m["role"].is_string()) role = m["role"];
-            if (m.contains("tool_calls") && m["tool_calls"].is_array())
-              for (auto& tc : m["tool_calls"]) toolCalls.push_back(tc);
-          }
-        } else {
-          if (chunk.contains("response") && chunk["response"].is_string()) text += chunk["response"].get<std::string>();
-          if (chunk.contains("thinking") && chunk["thinking"].is_string()) thinking += chunk["thinking"].get<std::string>();
         }
         if (auto sink = chunkSinks_.find(trial.id); sink != chunkSinks_.end()) sink->second(**line);  // Ollama's bytes, as sent
         auto now = clock_.steadyNow();
@@ -377,10 +303,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
             hooks_.onProgress(trial.model);
           }
         }
-        if (chunk.value("done", false)) {
-          final = chunk;
-          break;
-        }
+        if (step == StreamAssembler::Step::Done) break;
       }
     }
     stream->close();
@@ -410,14 +333,9 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   row.latencyMs = std::chrono::duration<double, std::milli>(clock_.steadyNow() - started).count();
   row.firstTokenMs = firstTokenMs;
   row.countsAgainstBudget = counted;
-  if (final.is_object()) {
-    if (final.contains("load_duration") && final["load_duration"].is_number())
-      row.loadDurationMs = final["load_duration"].get<double>() / 1e6;
-    if (final.contains("eval_count") && final["eval_count"].is_number_integer())
-      row.evalCount = final["eval_count"].get<std::int64_t>();
-    if (final.contains("eval_duration") && final["eval_duration"].is_number())
-      row.evalDurationMs = final["eval_duration"].get<double>() / 1e6;
-  }
+  row.loadDurationMs = assembled.loadDurationMs();
+  row.evalCount = assembled.evalCount();
+  row.evalDurationMs = assembled.evalDurationMs();
 
   auto sinkIt = chunkSinks_.find(trial.id);
   bool streamedToClient = sinkIt != chunkSinks_.end() && firstTokenMs.has_value();
@@ -433,18 +351,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
     if (!stillOurs) {
       // Cancelled meanwhile: the trial already ended in the store.
     } else if (outcome == "ok") {
-      json response = final;
-      if (trial.kind == "chat") {
-        json msg;
-        msg["role"] = role;
-        msg["content"] = text;
-        if (!thinking.empty()) msg["thinking"] = thinking;
-        if (!toolCalls.empty()) msg["tool_calls"] = toolCalls;
-        response["message"] = msg;
-      } else {
-        response["response"] = text;
-        if (!thinking.empty()) response["thinking"] = thinking;
-      }
+      json response = assembled.response();
       store_.markTrialSucceeded(trial.id, clock_.wallNow(), response, counted);
     } else if (!retryable || (streamedToClient && counted)) {
       // 400/404 won't get better with a retry; a client stream that already received tokens
@@ -485,8 +392,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
     rep.retried = retried;
     rep.error = error;
     if (row.evalCount) rep.evalCount = static_cast<std::uint64_t>(*row.evalCount);
-    if (final.is_object() && final.contains("eval_duration") && final["eval_duration"].is_number_integer())
-      rep.evalDuration = std::chrono::nanoseconds(final["eval_duration"].get<std::int64_t>());
+    rep.evalDuration = assembled.evalDuration();
     hooks_.onAttempt(rep);
   }
   finished(trial.id);
@@ -533,39 +439,14 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
       co_await sendError(w, 405, "method_not_allowed", req.method + " is not allowed on " + req.path);
       co_return;
     }
-    if (!validUtf8(req.body)) {
-      co_await sendError(w, 400, "invalid_body", "body is not valid UTF-8");
-      co_return;
-    }
-    auto j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-      co_await sendError(w, 400, "invalid_body", "body is not valid JSON");
+    auto specs = parseTrialsBody(req.body, batch, config_.maxAttempts);  // daemon/api_bodies.h
+    if (!specs) {
+      co_await sendError(w, 400, "invalid_body", specs.error().message);
       co_return;
     }
     std::vector<Store::NewTrial> news;
-    if (batch) {
-      if (!j.is_object() || !j.contains("trials") || !j["trials"].is_array() || j["trials"].empty()) {
-        co_await sendError(w, 400, "invalid_body", "field 'trials' must be a non-empty array of trial specs");
-        co_return;
-      }
-      std::size_t i = 0;
-      for (auto& t : j["trials"]) {
-        auto spec = parseTrialSpec(t, config_.maxAttempts, "default");
-        if (!spec) {
-          co_await sendError(w, 400, "invalid_body", "trials[" + std::to_string(i) + "]: " + spec.error().message);
-          co_return;
-        }
-        news.push_back({spec->run, spec->model, spec->kind, spec->hash, spec->key, spec->request, spec->maxAttempts});
-        ++i;
-      }
-    } else {
-      auto spec = parseTrialSpec(j, config_.maxAttempts, "default");
-      if (!spec) {
-        co_await sendError(w, 400, "invalid_body", spec.error().message);
-        co_return;
-      }
-      news.push_back({spec->run, spec->model, spec->kind, spec->hash, spec->key, spec->request, spec->maxAttempts});
-    }
+    for (auto& spec : *specs)
+      news.push_back({spec.run, spec.model, spec.kind, spec.hash, spec.key, spec.request, spec.maxAttempts});
     std::optional<double> waitS;
     if (req.query.count("wait")) {
       try {
@@ -612,7 +493,7 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
     }
     auto id = ids[0].id;
     if (waitS) {
-      auto t = co_await waitForEnd(id, ms(*waitS));
+      auto t = co_await waitForEnd(id, ms(*waitS), w);
       if (t && (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled")) {
         co_await sendJson(w, 200, t->toJson());
         co_return;

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/http.h"
+#include "daemon/api_bodies.h"  // TrialSpec, parseTrialSpec
 #include "daemon/store.h"
 
 namespace oasis {
@@ -34,16 +35,6 @@ struct AttemptReport {
   int attempt = 0;
   std::string error;
 };
-
-// Validated trial spec, or the reason it is invalid (naming the field).
-struct TrialSpec {
-  std::string model, kind, run;
-  std::optional<std::string> key;
-  nlohmann::json request;
-  int maxAttempts = 3;
-  std::string hash;
-};
-Result<TrialSpec> parseTrialSpec(const nlohmann::json& j, int defaultMaxAttempts, const std::string& defaultRun);
 
 class TrialService {
  public:
@@ -87,7 +78,9 @@ class TrialService {
   boost::asio::awaitable<void> runAttempt(TrialRow trial, std::int64_t attemptId);
   void dispatch();
   void finished(std::int64_t trialId);
-  boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout);
+  // Until the trial ends, the timeout passes or the client goes away.
+  boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout,
+                                                             const http::ResponseWriter& client);
   std::chrono::milliseconds retryDelay(int attemptsUsed) const;
   // An attempt's end could not be written (disk full, read-only database): its rows still
   // say `running`. Retried every second until the store takes writes again; then the attempt

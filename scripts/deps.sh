@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building and testing oasisd needs, through the system package manager only:
+# Installs what building and testing oasisd needs (clang and its libFuzzer runtime included, for
+# scripts/fuzz.sh), through the system package manager only:
 # apt-get on Debian/Ubuntu, Homebrew on macOS. Does nothing for packages already present.
 set -euo pipefail
 
@@ -8,7 +9,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 if [[ "$(uname -s)" == "Darwin" ]]; then
   command -v brew >/dev/null || { echo "deps: Homebrew is required on macOS (https://brew.sh)" >&2; exit 1; }
-  for f in cmake ninja boost nlohmann-json spdlog fmt sqlite catch2 ccache node; do
+  # llvm: clang with libFuzzer for scripts/fuzz.sh (Apple's clang has no libFuzzer runtime).
+  for f in cmake ninja boost nlohmann-json spdlog fmt sqlite catch2 ccache node llvm; do
     brew list --formula "$f" >/dev/null 2>&1 || brew install "$f"
   done
   exit 0
@@ -20,7 +22,7 @@ if ! command -v apt-get >/dev/null; then
 fi
 
 for p in build-essential cmake ninja-build pkg-config libboost1.81-dev nlohmann-json3-dev libspdlog-dev \
-         libfmt-dev libsqlite3-dev catch2 ccache; do
+         libfmt-dev libsqlite3-dev catch2 ccache clang libclang-rt-dev; do
   have_pkg "$p" || need_apt+=("$p")
 done
 # Tools that may come from elsewhere than Debian (e.g. a Node.js from NodeSource): only

@@ -495,8 +495,9 @@ Decision RecoveryPolicy::onPs(const PsObservation& observation) {
   for (auto& [name, m] : models_) {
     PsSighting s{observation.at, observation.wallNow, observation.ok, std::nullopt};
     if (observation.ok) {
+      // Init-capture: clang before 16 cannot capture a structured binding (the fuzz build).
       auto it = std::find_if(observation.models.begin(), observation.models.end(),
-                             [&](const PsModel& pm) { return pm.name == name; });
+                             [&model = name](const PsModel& pm) { return pm.name == model; });
       if (it != observation.models.end()) s.entry = *it;
     }
     d.append(transition(m, s, config_));
