@@ -30,11 +30,18 @@ void ManualClock::advance(std::chrono::nanoseconds d) {
 
 namespace {
 std::string format(WallTime t, bool local) {
-  using namespace std::chrono;
-  auto secs = time_point_cast<seconds>(t);
-  if (secs > t) secs -= seconds(1);
-  auto micros = duration_cast<microseconds>(t - secs).count();
-  std::time_t tt = system_clock::to_time_t(secs);
+  // Whole seconds and the remainder in integer nanoseconds, floored: converting seconds back
+  // to nanoseconds overflows for the earliest representable times (a `since` in year 1013
+  // saturates to WallTime::min(); found by fuzz_http_request).
+  constexpr long long kNs = 1000000000;
+  long long ns = t.time_since_epoch().count();
+  long long secs = ns / kNs, rem = ns % kNs;
+  if (rem < 0) {
+    rem += kNs;
+    secs -= 1;
+  }
+  long long micros = rem / 1000;
+  std::time_t tt = static_cast<std::time_t>(secs);
   std::tm tm{};
   if (local) localtime_r(&tt, &tm); else gmtime_r(&tt, &tm);
   char buf[64];

@@ -56,23 +56,39 @@ built=$(date +%s)
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# One target: its log, and its exit status in a file beside it.
+run_one() {
+  local t="$1" bin="build-fuzz/tests/fuzz/$1" work="build-fuzz/corpus/$1" artifacts="build-fuzz/artifacts/$1/"
+  local log="build-fuzz/logs/$1.log"
+  mkdir -p "$work" "$artifacts" "$(dirname "$log")"
+  local opts=(-max_total_time="$budget" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=4096
+              -print_final_stats=1 -artifact_prefix="$artifacts")
+  local d
+  d="$(dict_for "$t")"
+  [[ -n "$d" && -f "$d" ]] && opts+=(-dict="$d")
+  set +e
+  "$bin" "${opts[@]}" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
+  echo $? >"build-fuzz/logs/$t.rc"
+  set -e
+}
+# As many targets at once as there are cores: each is one process, so the wall time is the
+# budget times targets/cores.
+running=0
+for t in "${targets[@]}"; do
+  echo "fuzz.sh: $t for ${budget} s"
+  run_one "$t" &
+  running=$((running + 1))
+  if ((running >= jobs)); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait || true
 failed=()
 report=()
 for t in "${targets[@]}"; do
-  bin="build-fuzz/tests/fuzz/$t"
-  work="build-fuzz/corpus/$t"
-  artifacts="build-fuzz/artifacts/$t/"
   log="build-fuzz/logs/$t.log"
-  mkdir -p "$work" "$artifacts" "$(dirname "$log")"
-  opts=(-max_total_time="$budget" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=4096
-        -print_final_stats=1 -artifact_prefix="$artifacts")
-  d="$(dict_for "$t")"
-  [[ -n "$d" && -f "$d" ]] && opts+=(-dict="$d")
-  echo "fuzz.sh: $t for ${budget} s"
-  set +e
-  "$bin" "${opts[@]}" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
-  rc=$?
-  set -e
+  rc=$(cat "build-fuzz/logs/$t.rc" 2>/dev/null || echo 1)
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)

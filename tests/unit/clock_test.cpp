@@ -43,3 +43,15 @@ TEST_CASE("ISO-8601 beyond the clock's range saturates (keep_alive forever -> ye
   CHECK(t < WallTime::max());
   CHECK(formatIso8601Utc(t) == "2200-01-01T00:00:00.000000Z");
 }
+
+TEST_CASE("fuzz regression: the saturated ends of the clock format without overflowing", "[clock][fuzz_regression]") {
+  // A `since` in year 1013 saturates to WallTime::min(); formatting it overflowed a seconds ->
+  // nanoseconds conversion (UBSan, found by fuzz_http_request on /v1/diagnosis).
+  CHECK(formatIso8601Utc(WallTime::min()) == "1677-09-21T00:12:43.145224Z");
+  CHECK(formatIso8601Utc(WallTime::max()) == "2262-04-11T23:47:16.854775Z");
+  CHECK(formatIso8601Utc(WallTime{} - std::chrono::nanoseconds(1)) == "1969-12-31T23:59:59.999999Z");
+  CHECK(formatIso8601Utc(WallTime{} - std::chrono::seconds(1)) == "1969-12-31T23:59:59.000000Z");
+  WallTime t;
+  REQUIRE(parseIso8601("1013-12-04T18:30:00+01:00", t));
+  CHECK(t == WallTime::min());
+}
