@@ -22,9 +22,19 @@ Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   if (rc != SQLITE_OK) fail(db, rc, "prepare '" + std::string(sql.substr(0, 60)) + "'");
 }
 Statement::~Statement() {
-  if (stmt_) sqlite3_finalize(stmt_);
+  if (!stmt_) return;
+  if (inUse_) {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    *inUse_ = false;
+  } else {
+    sqlite3_finalize(stmt_);
+  }
 }
-Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_) { o.stmt_ = nullptr; }
+Statement::Statement(Statement&& o) noexcept : db_(o.db_), stmt_(o.stmt_), inUse_(o.inUse_) {
+  o.stmt_ = nullptr;
+  o.inUse_ = nullptr;
+}
 
 Statement& Statement::bind(int i, std::int64_t v) {
   int rc = sqlite3_bind_int64(stmt_, i, v);
@@ -109,7 +119,27 @@ Database::Database(const std::string& path) : path_(path) {
 }
 
 Database::~Database() {
+  for (auto& [sql, c] : cache_) sqlite3_finalize(c->stmt);
   if (db_) sqlite3_close_v2(db_);
+}
+
+Statement Database::prepare(std::string_view sql) {
+  auto it = cache_.find(std::string(sql));
+  if (it == cache_.end()) {
+    if (cache_.size() >= kMaxCached) return Statement(db_, sql);
+    auto c = std::make_unique<Cached>();
+    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &c->stmt,
+                                nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(c->stmt);
+      fail(db_, rc, "prepare '" + std::string(sql.substr(0, 60)) + "'");
+    }
+    it = cache_.emplace(std::string(sql), std::move(c)).first;
+  }
+  Cached& c = *it->second;
+  if (c.inUse) return Statement(db_, sql);
+  c.inUse = true;
+  return Statement(db_, c.stmt, &c.inUse);
 }
 
 void Database::exec(std::string_view sql) {

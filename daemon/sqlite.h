@@ -4,6 +4,8 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,7 +26,7 @@ class SqliteError : public std::runtime_error {
 
 class Statement {
  public:
-  Statement(sqlite3* db, std::string_view sql);
+  Statement(sqlite3* db, std::string_view sql);  // prepared for this use, finalized after it
   ~Statement();
   Statement(Statement&& o) noexcept;
   Statement(const Statement&) = delete;
@@ -56,8 +58,12 @@ class Statement {
   std::optional<std::int64_t> getOptInt(int col) const;
 
  private:
+  friend class Database;
+  // Borrowed from Database's cache: reset and handed back instead of finalized.
+  Statement(sqlite3* db, sqlite3_stmt* cached, bool* inUse) : db_(db), stmt_(cached), inUse_(inUse) {}
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  bool* inUse_ = nullptr;  // non-null: borrowed
 };
 
 class Database {
@@ -69,7 +75,11 @@ class Database {
   Database& operator=(const Database&) = delete;
 
   void exec(std::string_view sql);
-  Statement prepare(std::string_view sql) { return Statement(db_, sql); }
+  // A statement for `sql`. Compiled statements are kept (up to kMaxCached distinct texts) and
+  // reused, so the store's per-trial queries are parsed once, not on every call; a text whose
+  // cached statement is still in use (nested use) gets a fresh one.
+  Statement prepare(std::string_view sql);
+  static constexpr std::size_t kMaxCached = 256;
   std::int64_t lastInsertId() const;
   int changes() const;
   sqlite3* handle() { return db_; }
@@ -91,8 +101,13 @@ class Database {
   };
 
  private:
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool inUse = false;
+  };
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::unordered_map<std::string, std::unique_ptr<Cached>> cache_;
 };
 
 }  // namespace oasis
