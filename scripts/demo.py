@@ -19,12 +19,13 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from oasis_local import UnixHTTP, free_port, vm_stat  # beside this script
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 OASISD = os.path.join(BUILD, "daemon", "oasisd")
@@ -39,17 +40,6 @@ def bold(s):
 
 def step(title):
     print("\n" + bold("== " + title))
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
 
 
 def call(sock, method, target, body=None, timeout=60):
@@ -72,28 +62,6 @@ def ollama(port, method, target, body=None, timeout=10):
     data = r.read()
     c.close()
     return r.status, data
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def vm_stat(free_pages, swapouts, inactive=300000):
-    rows = [("Pages free:", free_pages), ("Pages active:", 400000), ("Pages inactive:", inactive),
-            ("Pages speculative:", 1000), ("Pages throttled:", 0), ("Pages wired down:", 100000),
-            ("Pages purgeable:", 1000), ('"Translation faults":', 1000000), ("Pages copy-on-write:", 1000),
-            ("Pages zero filled:", 1000), ("Pages reactivated:", 0), ("Pages purged:", 0),
-            ("File-backed pages:", 300000), ("Anonymous pages:", 400000), ("Pages stored in compressor:", 0),
-            ("Pages occupied by compressor:", 0), ("Decompressions:", 0), ("Compressions:", 0),
-            ("Pageins:", 1000), ("Pageouts:", 0), ("Swapins:", 0), ("Swapouts:", swapouts)]
-    out = "Mach Virtual Memory Statistics: (page size of 16384 bytes)\n"
-    for label, v in rows:
-        out += f"{label:<30} {v:>16}.\n"
-    return out
 
 
 class Demo:

@@ -13,11 +13,13 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from oasis_local import UnixHTTP, free_port  # noqa: E402
 
 build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 span = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
@@ -40,26 +42,8 @@ def status_kb(pid, key):
     return 0
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-
 def get(sock, target):
-    c = Unix(sock)
+    c = UnixHTTP(sock, 10)
     c.request("GET", target)
     r = c.getresponse()
     body = r.read()

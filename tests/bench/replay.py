@@ -36,6 +36,9 @@ import threading
 import time
 from datetime import datetime
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from oasis_local import UnixHTTP, free_port, vm_stat  # noqa: E402
+
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "build")
 OASISD = os.path.join(BUILD, "daemon", "oasisd")
 FAKE = os.path.join(BUILD, "tests", "fake_ollama", "fake-ollama")
@@ -57,39 +60,6 @@ SCHEDULE = [  # (t, name, action)
     (32.0, "serve crash", "crash"),
 ]
 FAULT_TIMES = [t for t, _, _ in SCHEDULE]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def vm_stat(free_pages, swapouts, inactive=300000):
-    rows = [("Pages free:", free_pages), ("Pages active:", 400000), ("Pages inactive:", inactive),
-            ("Pages speculative:", 1000), ("Pages throttled:", 0), ("Pages wired down:", 100000),
-            ("Pages purgeable:", 1000), ('"Translation faults":', 1000000), ("Pages copy-on-write:", 1000),
-            ("Pages zero filled:", 1000), ("Pages reactivated:", 0), ("Pages purged:", 0),
-            ("File-backed pages:", 300000), ("Anonymous pages:", 400000), ("Pages stored in compressor:", 0),
-            ("Pages occupied by compressor:", 0), ("Decompressions:", 0), ("Compressions:", 0),
-            ("Pageins:", 1000), ("Pageouts:", 0), ("Swapins:", 0), ("Swapouts:", swapouts)]
-    out = "Mach Virtual Memory Statistics: (page size of 16384 bytes)\n"
-    for label, v in rows:
-        out += f"{label:<30} {v:>16}.\n"
-    return out
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
 
 
 def unix_call(sock, method, target, body=None, timeout=30):
