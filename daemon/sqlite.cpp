@@ -1,5 +1,13 @@
 #include "daemon/sqlite.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
 namespace oasis {
 
 namespace {
@@ -92,7 +100,113 @@ std::optional<std::int64_t> Statement::getOptInt(int c) const {
   return getInt(c);
 }
 
-Database::Database(const std::string& path) : path_(path) {
+// Runs PASSIVE checkpoints for one database file on its own thread and its own connection, when
+// the owning connection's commits say the WAL has grown past Options::checkpointPages. PASSIVE
+// never waits for, nor blocks, the writer: it copies what no reader still needs and fsyncs.
+class Database::Checkpointer {
+ public:
+  explicit Checkpointer(std::string path) : path_(std::move(path)), thread_([this] { run(); }) {}
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  // Called from the committing thread on every commit past the threshold: one atomic read
+  // unless a checkpoint is not yet asked for.
+  void request() {
+    if (wanted_.load(std::memory_order_relaxed)) return;
+    {
+      std::lock_guard lock(mu_);
+      wanted_ = true;
+    }
+    cv_.notify_one();
+  }
+  std::uint64_t runs() const { return runs_; }
+  std::uint64_t failures() const { return failures_; }
+
+ private:
+  void run() {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      spdlog::warn("sqlite checkpointer cannot open {}: {}; checkpoints run inline", path_,
+                   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+      if (db) sqlite3_close(db);
+      db = nullptr;
+    }
+    // A new connection knows nothing of the file until it reads it: before that, a checkpoint
+    // is a no-op that reports "not in WAL mode". Reading the journal mode opens the WAL.
+    if (db && sqlite3_exec(db, "PRAGMA journal_mode", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      spdlog::warn("sqlite checkpointer cannot read {}: {}", path_, sqlite3_errmsg(db));
+    }
+    std::string lastError;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || wanted_; });
+      if (stop_) break;
+      lock.unlock();
+      if (db) {
+        int logPages = 0, done = 0;
+        rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &logPages, &done);
+        if (rc == SQLITE_OK && logPages < 0) rc = SQLITE_ERROR;  // the connection does not see a WAL
+        if (rc == SQLITE_OK) {
+          ++runs_;
+          lastError.clear();
+        } else {
+          ++failures_;
+          std::string msg = logPages < 0 && rc == SQLITE_ERROR ? "the database is not in WAL mode on this connection"
+                                                               : sqlite3_errmsg(db);
+          if (msg != lastError) spdlog::warn("sqlite checkpoint of {} failed: {}", path_, msg);
+          lastError = msg;
+        }
+      }
+      // At most one checkpoint per 50 ms: while a reader pins the WAL, every commit stays past
+      // the threshold and would otherwise ask again at once.
+      lock.lock();
+      wanted_ = false;
+      cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop_; });
+      if (stop_) break;
+    }
+    lock.unlock();
+    if (db) sqlite3_close(db);
+  }
+
+  std::string path_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> wanted_{false};
+  bool stop_ = false;
+  std::atomic<std::uint64_t> runs_{0}, failures_{0};
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+int Database::onWalCommit(void* self, sqlite3* db, const char*, int pages) {
+  auto* d = static_cast<Database*>(self);
+  d->lastWalPages_.store(pages, std::memory_order_relaxed);
+  if (pages >= d->options_.inlineCheckpointPages || (!d->checkpointer_ && pages >= d->options_.checkpointPages)) {
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    d->inlineRuns_.fetch_add(1, std::memory_order_relaxed);
+  } else if (d->checkpointer_ && pages >= d->options_.checkpointPages) {
+    d->checkpointer_->request();
+  }
+  return SQLITE_OK;
+}
+
+Database::CheckpointStats Database::checkpointStats() const {
+  CheckpointStats s;
+  if (checkpointer_) {
+    s.runs = checkpointer_->runs();
+    s.failures = checkpointer_->failures();
+  }
+  s.inlineRuns = inlineRuns_.load();
+  s.lastWalPages = lastWalPages_.load();
+  return s;
+}
+
+Database::Database(const std::string& path, Options options) : path_(path), options_(options) {
   int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = "open database " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
@@ -115,10 +229,21 @@ Database::Database(const std::string& path) : path_(path) {
       if (mode != "wal") throw SqliteError("database " + path + " refused WAL mode (got " + mode + ")", SQLITE_ERROR);
     }
     exec("PRAGMA synchronous=NORMAL");
+    // Replaces SQLite's automatic checkpoint (which runs inside the commit that crosses 1000
+    // pages, fsync included) with the background one.
+    try {
+      checkpointer_ = std::make_unique<Checkpointer>(path);
+    } catch (const std::system_error& e) {
+      spdlog::warn("no background checkpoint thread ({}): checkpoints run inline", e.what());
+    }
+    sqlite3_wal_hook(db_, &Database::onWalCommit, this);
   }
 }
 
 Database::~Database() {
+  // The checkpointer's connection closes first, so that closing the last one below
+  // checkpoints the whole WAL and removes it, as before.
+  checkpointer_.reset();
   for (auto& [sql, c] : cache_) sqlite3_finalize(c->stmt);
   if (db_) sqlite3_close_v2(db_);
 }
