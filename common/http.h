@@ -169,12 +169,49 @@ class LineStream {
   // ETIMEDOUT, reset, truncated chunk, line longer than maxLineBytes).
   virtual net::awaitable<Result<std::optional<std::string>>> nextLine(std::chrono::milliseconds timeout) = 0;
   virtual void close() = 0;
+  // For a caller that has what it wanted from a response (Ollama's final chunk): reads what is
+  // left of the body (the chunked terminator, normally) for up to `grace`, then gives the
+  // connection back to the stream's pool if the body ended cleanly and the server keeps it
+  // alive; otherwise, or without a pool, closes it. Any unread line is discarded.
+  virtual net::awaitable<void> finish(std::chrono::milliseconds grace) = 0;
+  virtual bool reusedConnection() const = 0;  // this request went out on a pooled connection
+};
+
+// Kept-alive client connections for openLineStream, per endpoint, all on one executor. Only a
+// connection whose response was read to its end goes back (LineStream::finish); a stream that
+// failed, timed out or was cut short is closed as before. An idle connection older than
+// maxIdleTime, or one the server has closed meanwhile, is dropped when next looked at; a request
+// on a pooled connection that the server closed before answering goes out again once on a new
+// one.
+class ConnectionPool {
+ public:
+  explicit ConnectionPool(std::size_t maxIdle = 8, std::chrono::milliseconds maxIdleTime = std::chrono::seconds(30));
+  ~ConnectionPool();
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  void clear();  // closes every idle connection
+  std::size_t idleCount() const;
+  struct Counters {
+    std::uint64_t opened = 0;  // new connections made for pooled streams
+    std::uint64_t reused = 0;  // requests sent on an idle connection
+    std::uint64_t stale = 0;   // idle connections found closed or expired, and dropped
+    std::uint64_t resent = 0;  // requests sent again after a reused connection failed unanswered
+  };
+  Counters counters() const;
+
+  struct Impl;  // defined in http_client.cpp
+  const std::shared_ptr<Impl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
 };
 
 struct StreamOptions {
   std::chrono::milliseconds connectTimeout{5000};
   std::chrono::milliseconds headTimeout{30000};  // until the status line and headers arrive
   std::size_t maxLineBytes = 16 * 1024 * 1024;
+  ConnectionPool* pool = nullptr;  // reuse kept-alive connections (must outlive the call, not the stream)
 };
 
 net::awaitable<Result<std::unique_ptr<LineStream>>> openLineStream(net::any_io_executor exec, Endpoint endpoint,

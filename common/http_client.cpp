@@ -10,7 +10,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
 #include <cerrno>
+#include <deque>
 #include <variant>
 
 #include "common/http.h"
@@ -116,6 +119,25 @@ class Conn {
     inner_->closeSocket();
   }
 
+  // For a kept-alive connection between requests: true if it is open and has nothing to read.
+  // A server that closed it (idle timeout, restart) has left an EOF or a reset here; a server
+  // that wrote something unasked has broken the exchange. Either way it must not be reused.
+  bool idleAndOpen() const {
+    int fd = std::visit(
+        [](auto& s) -> int {
+          if constexpr (std::is_same_v<std::decay_t<decltype(s)>, std::monostate>) {
+            return -1;
+          } else {
+            return s.is_open() ? static_cast<int>(s.native_handle()) : -1;
+          }
+        },
+        inner_->sock);
+    if (fd < 0) return false;
+    char byte;
+    auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
  private:
   net::any_io_executor exec_;
   std::shared_ptr<Inner> inner_;
@@ -151,34 +173,111 @@ std::map<std::string, std::string> lowerHeaders(const Fields& fields) {
   return out;
 }
 
+// The server closed or reset the connection before any byte of an answer: on a reused
+// connection this is the server's idle close racing our request, not an answer.
+bool closedUnanswered(const error_code& ec) {
+  return ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe || ec == net::error::connection_aborted;
+}
+
 Error timeoutOr(const Conn& c, const error_code& ec, const std::string& what) {
   if (c.timedOut() || ec == net::error::timed_out) return Error(what + ": timed out", kTimedOut);
   return Error(what + ": " + ec.message(), ec.value());
 }
 
+}  // namespace
+
+struct ConnectionPool::Impl {
+  std::size_t maxIdle;
+  std::chrono::milliseconds maxIdleTime;
+  struct Idle {
+    std::string key;
+    std::unique_ptr<Conn> conn;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::deque<Idle> idle;  // most recently returned last
+  Counters counters;
+
+  std::unique_ptr<Conn> take(const std::string& key) {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = idle.end(); it != idle.begin();) {
+      --it;
+      if (it->key != key) continue;
+      auto conn = std::move(it->conn);
+      bool fresh = now - it->since < maxIdleTime;
+      it = idle.erase(it);
+      if (fresh && conn->idleAndOpen()) return conn;
+      ++counters.stale;  // closed by its destructor
+    }
+    return nullptr;
+  }
+  void put(std::string key, std::unique_ptr<Conn> conn) {
+    if (maxIdle == 0) return;
+    while (idle.size() >= maxIdle) idle.pop_front();
+    idle.push_back({std::move(key), std::move(conn), std::chrono::steady_clock::now()});
+  }
+};
+
+ConnectionPool::ConnectionPool(std::size_t maxIdle, std::chrono::milliseconds maxIdleTime)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->maxIdle = maxIdle;
+  impl_->maxIdleTime = maxIdleTime;
+}
+ConnectionPool::~ConnectionPool() = default;
+void ConnectionPool::clear() { impl_->idle.clear(); }
+std::size_t ConnectionPool::idleCount() const { return impl_->idle.size(); }
+ConnectionPool::Counters ConnectionPool::counters() const { return impl_->counters; }
+
+namespace {
+
 class LineStreamImpl final : public LineStream {
  public:
-  LineStreamImpl(std::unique_ptr<Conn> conn, std::size_t maxLine) : conn_(std::move(conn)), maxLine_(maxLine) {}
+  LineStreamImpl(net::any_io_executor exec, std::shared_ptr<ConnectionPool::Impl> pool, std::string key,
+                 std::size_t maxLine)
+      : exec_(std::move(exec)), pool_(std::move(pool)), key_(std::move(key)), maxLine_(maxLine) {}
 
   net::awaitable<error_code> start(const Endpoint& ep, const Request& request, const StreamOptions& opt) {
+    auto req = buildRequest(ep, request);
+    error_code ec;
+    if (pool_) conn_ = pool_->take(key_);
+    if (conn_) {
+      reused_ = true;
+      ++pool_->counters.reused;
+      conn_->expireAfter(opt.headTimeout);
+      ec = co_await exchangeHead(req);
+      if (!ec || conn_->timedOut() || !closedUnanswered(ec)) co_return ec;
+      // The server closed this idle connection as the request went out (its idle timeout, a
+      // restart): nothing was answered, so the request goes once more, on a new connection.
+      ++pool_->counters.resent;
+      conn_->close();
+      reused_ = false;
+    }
+    conn_ = std::make_unique<Conn>(exec_);
+    if (pool_) ++pool_->counters.opened;
     conn_->expireAfter(opt.connectTimeout);
-    auto ec = co_await conn_->connect(ep);
+    ec = co_await conn_->connect(ep);
     if (ec) co_return ec;
     conn_->expireAfter(opt.headTimeout);
-    auto req = buildRequest(ep, request);
+    co_return co_await exchangeHead(req);
+  }
+
+  net::awaitable<error_code> exchangeHead(bhttp::request<bhttp::string_body>& req) {
+    error_code ec;
     auto write = [&](auto& s) { return bhttp::async_write(s, req, net::redirect_error(net::use_awaitable, ec)); };
     co_await conn_->io(write);
     if (ec) co_return ec;
-    parser_.body_limit(boost::none);
+    buffer_.clear();
+    parser_.emplace();
+    parser_->body_limit(boost::none);
     auto readHeader = [&](auto& s) {
-      return bhttp::async_read_header(s, buffer_, parser_, net::redirect_error(net::use_awaitable, ec));
+      return bhttp::async_read_header(s, buffer_, *parser_, net::redirect_error(net::use_awaitable, ec));
     };
     co_await conn_->io(readHeader);
     if (ec) co_return ec;
     conn_->disarm();
-    head_.status = static_cast<int>(parser_.get().result_int());
-    head_.headers = lowerHeaders(parser_.get());
-    if (parser_.is_done()) bodyDone_ = true;
+    head_.status = static_cast<int>(parser_->get().result_int());
+    head_.headers = lowerHeaders(parser_->get());
+    if (parser_->is_done()) bodyDone_ = true;
     co_return ec;
   }
 
@@ -211,40 +310,76 @@ class LineStreamImpl final : public LineStream {
         co_return std::optional<std::string>(std::move(line));
       }
       char chunk[16384];
-      parser_.get().body().data = chunk;
-      parser_.get().body().size = sizeof chunk;
       error_code ec;
-      // read_some, not read: async_read would wait until the 16 KiB buffer is full or the body
-      // ends, so a line (a token) would not be seen until much later (or never, on a hang).
-      auto read = [&](auto& s) { return bhttp::async_read_some(s, buffer_, parser_, net::redirect_error(net::use_awaitable, ec)); };
-      co_await conn_->io(read);
-      if (ec == bhttp::error::need_buffer) ec = {};
-      std::size_t got = sizeof chunk - parser_.get().body().size;
+      std::size_t got = co_await readSome(chunk, sizeof chunk, ec);
       pending_.append(chunk, got);
       if (ec) {
         conn_->disarm();
         if (conn_->timedOut()) co_return Error("no data within " + std::to_string(timeout.count()) + " ms", kTimedOut);
         co_return Error("stream read failed: " + ec.message(), ec.value() ? ec.value() : EIO);
       }
-      if (parser_.is_done()) bodyDone_ = true;
     }
   }
 
   void close() override {
     closed_ = true;
-    conn_->close();
+    if (conn_) conn_->close();
   }
 
+  net::awaitable<void> finish(std::chrono::milliseconds grace) override {
+    if (closed_ || !pool_ || !conn_) {
+      close();
+      co_return;
+    }
+    conn_->expireAfter(grace);
+    while (!bodyDone_) {
+      char chunk[4096];
+      error_code ec;
+      co_await readSome(chunk, sizeof chunk, ec);
+      if (ec) {
+        close();
+        co_return;
+      }
+    }
+    conn_->disarm();
+    // Reusable only if the server keeps it open and sent nothing past this response.
+    if (!parser_->keep_alive() || buffer_.size() != 0 || conn_->timedOut()) {
+      close();
+      co_return;
+    }
+    closed_ = true;
+    pool_->put(key_, std::move(conn_));
+  }
+
+  bool reusedConnection() const override { return reused_; }
+
  private:
+  // One read_some of the body into `buf`; sets bodyDone_ when the parser has seen its end.
+  // read_some, not read: async_read would wait until the buffer is full or the body ends, so a
+  // line (a token) would not be seen until much later (or never, on a hang).
+  net::awaitable<std::size_t> readSome(char* buf, std::size_t size, error_code& ec) {
+    parser_->get().body().data = buf;
+    parser_->get().body().size = size;
+    auto read = [&](auto& s) { return bhttp::async_read_some(s, buffer_, *parser_, net::redirect_error(net::use_awaitable, ec)); };
+    co_await conn_->io(read);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (!ec && parser_->is_done()) bodyDone_ = true;
+    co_return size - parser_->get().body().size;
+  }
+
+  net::any_io_executor exec_;
+  std::shared_ptr<ConnectionPool::Impl> pool_;
+  std::string key_;
   std::unique_ptr<Conn> conn_;
   std::size_t maxLine_;
   beast::flat_buffer buffer_;
-  bhttp::response_parser<bhttp::buffer_body> parser_;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   Response head_;
   std::string pending_;
   std::size_t scanFrom_ = 0;
   bool bodyDone_ = false;
   bool closed_ = false;
+  bool reused_ = false;
 };
 
 }  // namespace
@@ -281,7 +416,8 @@ net::awaitable<Result<Response>> asyncFetch(net::any_io_executor exec, Endpoint 
 
 net::awaitable<Result<std::unique_ptr<LineStream>>> openLineStream(net::any_io_executor exec, Endpoint endpoint,
                                                                    Request request, StreamOptions options) {
-  auto stream = std::make_unique<LineStreamImpl>(std::make_unique<Conn>(exec), options.maxLineBytes);
+  std::shared_ptr<ConnectionPool::Impl> pool = options.pool ? options.pool->impl() : nullptr;
+  auto stream = std::make_unique<LineStreamImpl>(exec, std::move(pool), endpoint.toString(), options.maxLineBytes);
   auto ec = co_await stream->start(endpoint, request, options);
   if (ec) {
     bool timedOut = ec == net::error::timed_out || ec == net::error::operation_aborted || ec == net::error::bad_descriptor;

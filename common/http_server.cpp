@@ -422,6 +422,13 @@ net::awaitable<void> HttpServer::Impl::acceptLoop(Acceptor* acceptor, bool isUni
       continue;
     }
     using Sock = typename Acceptor::protocol_type::socket;
+    if constexpr (std::is_same_v<Sock, tcp::socket>) {
+      // Like Go's net/http (so Ollama itself): a response written in several small pieces
+      // (NDJSON chunks) must not wait on Nagle for the client's delayed ACK, ~40 ms a piece
+      // once a kept-alive connection leaves TCP's quick-ACK start.
+      error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+    }
     auto conn = std::make_shared<Connection<Sock>>(std::move(socket), self, isUnix);
     connections.push_back(conn);
     net::co_spawn(exec, conn->run(), [](std::exception_ptr e) {

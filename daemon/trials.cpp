@@ -42,6 +42,7 @@ TrialService::TrialService(net::io_context& ioc, Store& store, const Config& con
       ollama_(std::move(ollama)),
       hooks_(std::move(hooks)),
       maxConcurrency_(maxConcurrency),
+      upstreamPool_(static_cast<std::size_t>(std::max(8, maxConcurrency))),
       retryTimer_(ioc),
       repairTimer_(ioc) {}
 
@@ -210,6 +211,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   // One NDJSON line is one token, or the final stats (with `context`, a few hundred KB at
   // most): a line past 10 MiB is a broken server, and reading on would only grow memory.
   opt.maxLineBytes = 10u << 20;
+  opt.pool = &upstreamPool_;
 
   std::string outcome = "ok", error;
   bool retryable = true;
@@ -306,7 +308,8 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
         if (step == StreamAssembler::Step::Done) break;
       }
     }
-    stream->close();
+    // A whole response keeps its connection for finish() below; anything else closes it now.
+    if (outcome != "ok") stream->close();
   }
 
   InFlight f;
@@ -397,6 +400,9 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   }
   finished(trial.id);
   kick();
+  // After everything above, so no client waits for it: the rest of the body (the chunked
+  // terminator, normally read already) and the connection goes back to the pool.
+  if (stream) co_await stream->finish(1s);
 }
 
 // ---------------------------------------------------------------------------- HTTP

@@ -60,6 +60,10 @@ class TrialService {
   void setMaxConcurrency(int n) { maxConcurrency_ = n; kick(); }
   void stop();  // interrupt all, stop dispatching
   std::size_t inFlight() const { return inflight_.size(); }
+  // Kept-alive connections to Ollama: after an attempt read to its end, the next one reuses
+  // the connection instead of connecting again. A failed or interrupted attempt still closes
+  // its connection (that is what releases Ollama's runner reference).
+  const http::ConnectionPool& upstreamPool() const { return upstreamPool_; }
 
   // The Ollama-compatible surface: one trial, streamed back to the client in Ollama's format.
   boost::asio::awaitable<void> handleCompat(http::ServerRequest& req, http::ResponseWriter& w, const std::string& kind);
@@ -98,6 +102,7 @@ class TrialService {
   bool dispatchPosted_ = false;
   std::map<std::int64_t, InFlight> inflight_;  // by attempt id
   std::map<std::int64_t, SteadyTime> notBefore_;  // retry backoff, by trial id
+  http::ConnectionPool upstreamPool_;
   boost::asio::steady_timer retryTimer_;
   boost::asio::steady_timer repairTimer_;
   bool repairPending_ = false;

@@ -1,5 +1,7 @@
 // The HTTP server and client against each other, over TCP and a Unix socket, in one process:
 // the server runs on its own io_context thread, the blocking client on the test thread.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,6 +15,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
+#include <future>
 #include <thread>
 
 #include "catch.h"
@@ -231,4 +234,169 @@ TEST_CASE("HTTP client: a stalled stream times out per line", "[http]") {
   CHECK_FALSE(opened);
   CHECK_FALSE(got.ok());
   CHECK(got.error().code == ETIMEDOUT);
+}
+
+namespace {
+
+// Runs `body` as a coroutine on a private io_context until it finishes (bounded).
+void runCoroutine(const std::function<net::awaitable<void>(net::io_context&)>& body) {
+  net::io_context ioc;
+  bool done = false;
+  net::co_spawn(ioc, body(ioc), [&](std::exception_ptr e) {
+    done = true;
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.run_for(10s);
+  REQUIRE(done);
+}
+
+// One streamed request on `pool`: reads up to and including the line {"i":last}, then finish().
+net::awaitable<bool> streamOnce(net::io_context& ioc, const Endpoint& ep, ConnectionPool& pool, int last,
+                                std::vector<std::string>& lines) {
+  Request req{"GET", "/stream?n=" + std::to_string(last + 1), "", "", {}};
+  StreamOptions opts;
+  opts.pool = &pool;
+  auto s = co_await openLineStream(ioc.get_executor(), ep, req, opts);
+  REQUIRE(s.ok());
+  auto& stream = *s;
+  for (;;) {
+    auto line = co_await stream->nextLine(2000ms);
+    REQUIRE(line.ok());
+    REQUIRE(line->has_value());
+    lines.push_back(**line);
+    if (**line == "{\"i\":" + std::to_string(last) + "}") break;  // the "final chunk": stop reading here
+  }
+  bool reused = stream->reusedConnection();
+  co_await stream->finish(1000ms);
+  co_return reused;
+}
+
+std::size_t connectionsOf(ServerFixture& f) {
+  std::promise<std::size_t> p;
+  net::post(f.ioc, [&] { p.set_value(f.server->openConnections()); });
+  return p.get_future().get();
+}
+
+}  // namespace
+
+TEST_CASE("HTTP client pool: a response read to its final line lends its connection to the next", "[http]") {
+  ServerFixture f;
+  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
+  f.start();
+  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  ConnectionPool pool;
+  std::vector<bool> reused;
+  std::vector<std::string> lines;
+  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+    for (int i = 0; i < 3; ++i) reused.push_back(co_await streamOnce(ioc, ep, pool, 2, lines));
+  });
+  CHECK(reused == std::vector<bool>{false, true, true});
+  CHECK(lines.size() == 9);
+  auto c = pool.counters();
+  CHECK(c.opened == 1);
+  CHECK(c.reused == 2);
+  CHECK(pool.idleCount() == 1);
+  CHECK(connectionsOf(f) == 1);
+}
+
+TEST_CASE("HTTP client pool: a stream closed early is not pooled", "[http]") {
+  ServerFixture f;
+  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
+  f.start();
+  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  ConnectionPool pool;
+  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+    Request req{"GET", "/stream?n=5", "", "", {}};
+    StreamOptions opts;
+    opts.pool = &pool;
+    auto s = co_await openLineStream(ioc.get_executor(), ep, req, opts);
+    REQUIRE(s.ok());
+    auto line = co_await (*s)->nextLine(2000ms);
+    REQUIRE(line.ok());
+    (*s)->close();  // what the executor does on a failure or an interruption
+    co_await (*s)->finish(1000ms);
+    // A request that never gets its head (the server holds it) is not pooled either.
+    Request hold{"GET", "/hold", "", "", {}};
+    StreamOptions quick{1000ms, 100ms, 1024, &pool};
+    auto h = co_await openLineStream(ioc.get_executor(), ep, hold, quick);
+    CHECK_FALSE(h.ok());
+  });
+  CHECK(pool.idleCount() == 0);
+  CHECK(pool.counters().reused == 0);
+  CHECK(test::waitFor([&] { return connectionsOf(f) == 0; }, 5s));
+}
+
+TEST_CASE("HTTP client pool: an idle connection the server closed is dropped, not used", "[http]") {
+  ServerOptions opts;
+  opts.idleTimeout = 100ms;  // the server closes a kept-alive connection after 100 ms idle
+  ServerFixture f(opts);
+  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
+  f.start();
+  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  ConnectionPool pool;
+  std::vector<std::string> lines;
+  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> { co_await streamOnce(ioc, ep, pool, 1, lines); });
+  REQUIRE(pool.idleCount() == 1);
+  REQUIRE(test::waitFor([&] { return connectionsOf(f) == 0; }, 5s));  // the server's idle close
+  bool reused = true;
+  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> { reused = co_await streamOnce(ioc, ep, pool, 1, lines); });
+  CHECK_FALSE(reused);
+  auto c = pool.counters();
+  CHECK(c.stale == 1);
+  CHECK(c.opened == 2);
+  CHECK(c.resent == 0);
+  CHECK(lines.size() == 4);
+}
+
+TEST_CASE("HTTP client pool: a request the server drops unanswered on a reused connection goes out again", "[http]") {
+  // A raw server: on its first connection it answers one request (kept alive), then reads the
+  // second request and closes without a byte, as a server does when its idle timeout races the
+  // request; its second connection answers normally.
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string answer =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "8\r\n{\"i\":0}\n\r\n8\r\n{\"i\":1}\n\r\n0\r\n\r\n";
+  auto readRequest = [](int fd) {
+    std::string got;
+    char buf[4096];
+    while (got.find("\r\n\r\n") == std::string::npos) {
+      auto n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) return false;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  };
+  std::atomic<int> answered{0};
+  std::thread server([&] {
+    int a = ::accept(lfd, nullptr, nullptr);
+    if (readRequest(a) && ::write(a, answer.data(), answer.size()) > 0) ++answered;
+    readRequest(a);
+    ::close(a);  // the second request on this connection: dropped unanswered
+    int b = ::accept(lfd, nullptr, nullptr);
+    if (readRequest(b) && ::write(b, answer.data(), answer.size()) > 0) ++answered;
+    ::close(b);
+  });
+  auto ep = Endpoint::tcp("127.0.0.1", ntohs(addr.sin_port));
+  ConnectionPool pool;
+  std::vector<std::string> lines;
+  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+    co_await streamOnce(ioc, ep, pool, 1, lines);
+    co_await streamOnce(ioc, ep, pool, 1, lines);
+  });
+  server.join();
+  ::close(lfd);
+  CHECK(answered == 2);
+  CHECK(lines == std::vector<std::string>{"{\"i\":0}", "{\"i\":1}", "{\"i\":0}", "{\"i\":1}"});
+  auto c = pool.counters();
+  CHECK(c.reused == 1);
+  CHECK(c.resent == 1);
+  CHECK(c.opened == 2);
 }
