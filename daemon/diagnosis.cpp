@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string_view>
 
 namespace oasis {
 
@@ -42,6 +43,15 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
   auto p50 = percentile(okLatency, 50);
   double slowMs = options.slowLatencyMs > 0 ? options.slowLatencyMs : (p50 ? *p50 * 2 : 0);
 
+  // The window's events, read once; each finding below takes the kinds it needs, in id order.
+  const auto events = store.eventsBetween(since, until);
+  auto eventsOfKind = [&events](std::string_view kind) {
+    std::vector<const StoredEvent*> ofKind;
+    for (auto& e : events)
+      if (e.kind == kind) ofKind.push_back(&e);
+    return ofKind;
+  };
+
   // --- cold start: were the slow or failed attempts paying for a model load? The window's first
   // load is expected (someone has to load the model); loads after the model had already answered
   // warm are reloads, and only reloads can explain a run that was healthy and then got slow.
@@ -53,7 +63,7 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
     // The first load after oasisd (or anyone) unloaded the model is the recovery's price, not a
     // cold-start problem.
     std::vector<WallTime> unloads;
-    for (auto& e : store.eventsBetween(since, until))
+    for (auto& e : events)
       if (e.kind == "runner_killed" || e.kind == "evict_requested" || e.kind == "server_restarted" ||
           e.kind == "server_exited")
         unloads.push_back(e.at);
@@ -113,7 +123,7 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
   // --- memory pressure: the gradient (free drop factor, swap-out growth) and pauses.
   {
     auto samples = store.memorySamplesBetween(since, until);
-    auto pressureEvents = store.eventsBetween(since, until, "memory_pressure");
+    auto pressureEvents = eventsOfKind("memory_pressure");
     if (samples.empty()) {
       findings.push_back(finding("memory_pressure", "no_data", "no memory samples in the window", json::object()));
     } else {
@@ -143,7 +153,7 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
 
   // --- CPU spill: eval rate against the model's own baseline, runner CPU and flash attention.
   {
-    auto spill = store.eventsBetween(since, until, "cpu_spill_suspected");
+    auto spill = eventsOfKind("cpu_spill_suspected");
     // Eval rate of each completed attempt, tokens/s; generations shorter than 50 ms are left out,
     // their rate is mostly scheduling noise.
     std::vector<double> all;
@@ -178,7 +188,7 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
       slowByRate = slowCount >= 2 && share >= 0.1;
     }
     if (!spill.empty() || slowByRate) {
-      if (!spill.empty()) ev["detail"] = spill.back().detail;
+      if (!spill.empty()) ev["detail"] = spill.back()->detail;
       findings.push_back(finding("cpu_spill", "cause",
                                  "generation ran " + fmt1(options.spillFactor) +
                                      "x or more slower than the model's own baseline while the model was warm"
@@ -195,10 +205,10 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
 
   // --- Stopping deadlock: stuck "Stopping..." models, evictions, kills.
   {
-    auto stopping = store.eventsBetween(since, until, "stopping_detected");
-    auto kills = store.eventsBetween(since, until, "runner_killed");
-    auto evicts = store.eventsBetween(since, until, "evict_requested");
-    auto stalls = store.eventsBetween(since, until, "stall_detected");
+    auto stopping = eventsOfKind("stopping_detected");
+    auto kills = eventsOfKind("runner_killed");
+    auto evicts = eventsOfKind("evict_requested");
+    auto stalls = eventsOfKind("stall_detected");
     std::size_t stalledAttempts = 0;
     for (auto& a : attempts)
       if (a.outcome == "stalled" || a.outcome == "timeout") ++stalledAttempts;
@@ -207,7 +217,7 @@ json diagnose(Store& store, WallTime since, WallTime until, const DiagnosisOptio
                {"evictions", evicts.size()},
                {"stopping_detected", stopping.size()},
                {"runners_killed", kills.size()}};
-    if (!stopping.empty()) ev["last_stopping"] = stopping.back().detail;
+    if (!stopping.empty()) ev["last_stopping"] = stopping.back()->detail;
     bool cause = !stopping.empty() || !kills.empty();
     findings.push_back(finding("stopping_deadlock", cause ? "cause" : (stalledAttempts ? "not_cause" : "no_data"),
                                cause ? "a model sat in \"Stopping...\" without progress after an eviction; oasisd killed " +

@@ -28,7 +28,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <spdlog/spdlog.h>
 #include <string>
@@ -36,6 +35,7 @@
 #include "common/config.h"
 #include "daemon/daemon.h"
 #include "fuzz_check.h"
+#include "harness_dir.h"
 
 namespace net = boost::asio;
 using unix_stream = net::local::stream_protocol;
@@ -63,9 +63,7 @@ struct Harness {
 
   Harness() {
     spdlog::set_level(spdlog::level::off);  // per-request logs would dominate the run time
-    std::string tmpl = (std::filesystem::temp_directory_path() / "oasis-fuzz-http-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) std::abort();
-    dir = tmpl;
+    dir = oasis::fuzz::makeTempDir("oasis-fuzz-http");
     socketPath = dir + "/oasisd.sock";
     oasis::Config config;
     config.ollama.mode = oasis::OllamaConfig::Mode::Attach;
@@ -86,20 +84,6 @@ struct Harness {
     ioc.poll();
   }
 };
-
-Harness& harness() {
-  // Never destroyed: libFuzzer exits from inside its loop, and the daemon's timers and
-  // connections must not be torn down under it. The directory goes at exit.
-  static Harness* h = [] {
-    auto* p = new Harness();
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(harness().dir, ec);
-    });
-    return p;
-  }();
-  return *h;
-}
 
 bool startsWith(const std::string& s, std::size_t at, std::string_view prefix) {
   return s.size() >= at + prefix.size() && std::string_view(s).substr(at, prefix.size()) == prefix;
@@ -127,12 +111,12 @@ void checkReply(const std::string& reply) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  harness();
+  oasis::fuzz::harness<Harness>();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto& h = harness();
+  auto& h = oasis::fuzz::harness<Harness>();
   h.ioc.restart();  // in case a previous input left it stopped (out of work)
   unix_stream::socket client(h.ioc);
   error_code ec;

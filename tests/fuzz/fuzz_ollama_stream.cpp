@@ -14,7 +14,6 @@
 // complete: end, error or line), no line is longer than the bound, and a finished stream
 // always yields a response of Ollama's non-stream shape.
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -27,14 +26,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <spdlog/spdlog.h>
 #include <string>
 
 #include "common/http.h"
 #include "daemon/ollama_wire.h"
 #include "fuzz_check.h"
+#include "harness_dir.h"
 
 namespace net = boost::asio;
 using unix_stream = net::local::stream_protocol;
@@ -51,25 +49,11 @@ struct Harness {
   std::unique_ptr<unix_stream::acceptor> acceptor;
   Harness() {
     spdlog::set_level(spdlog::level::off);
-    std::string tmpl = (std::filesystem::temp_directory_path() / "oasis-fuzz-stream-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) std::abort();
-    dir = tmpl;
+    dir = oasis::fuzz::makeTempDir("oasis-fuzz-stream");
     path = dir + "/ollama.sock";
     acceptor = std::make_unique<unix_stream::acceptor>(ioc, unix_stream::endpoint(path));
   }
 };
-
-Harness& harness() {
-  static Harness* h = [] {
-    auto* p = new Harness();
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(harness().dir, ec);
-    });
-    return p;
-  }();
-  return *h;
-}
 
 // "Ollama": accept one connection, read the request head, send the input in pieces, close.
 net::awaitable<void> serveOnce(Harness& h, std::string bytes, std::size_t piece) {
@@ -154,13 +138,13 @@ net::awaitable<void> attempt(Harness& h, bool chat, bool& finished) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  harness();
+  oasis::fuzz::harness<Harness>();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  auto& h = harness();
+  auto& h = oasis::fuzz::harness<Harness>();
   const bool chat = data[0] & 0x80;
   const std::size_t piece = (data[0] & 0x3f) + 1;
   std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);

@@ -21,6 +21,7 @@
 #include "catch.h"
 #include "support/fake_ollama.h"
 #include "support/oasisd.h"
+#include "support/raw_socket.h"
 
 using namespace oasis;
 using namespace oasis::test;
@@ -91,15 +92,6 @@ class ScriptedOllama {
     }
   }
 
-  static bool writeAll(int fd, std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
   static std::string chunk(std::string_view s) {
     char size[32];
     std::snprintf(size, sizeof size, "%zx\r\n", s.size());
@@ -117,26 +109,15 @@ class ScriptedOllama {
   static constexpr const char* kStreamHead =
       "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
 
-  // One request per connection (Connection: close), like a client that never reuses.
+  // One request per connection (Connection: close), like a client that never reuses. oasisd
+  // writes a request as soon as it connects: the bound only keeps a broken one from hanging here.
   void serve(int fd) {
-    std::string in;
-    char buf[65536];
-    std::size_t headEnd;
-    while ((headEnd = in.find("\r\n\r\n")) == std::string::npos) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return;
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-    std::string head = in.substr(0, headEnd);
-    std::size_t contentLength = 0;
-    for (auto key : {"Content-Length: ", "content-length: "})
-      if (auto p = head.find(key); p != std::string::npos) contentLength = std::stoul(head.substr(p + std::strlen(key)));
-    while (in.size() < headEnd + 4 + contentLength) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return;
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-    std::string body = in.substr(headEnd + 4, contentLength);
+    std::string carry;
+    auto request = readOneMessage(fd, carry, 60s);
+    if (!request) return;
+    std::size_t headEnd = request->find("\r\n\r\n");
+    std::string head = request->substr(0, headEnd);
+    std::string body = request->substr(headEnd + 4);
     auto reply = [&](const std::string& type, const std::string& text) {
       writeAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(text.size()) +
                        "\r\nConnection: close\r\n\r\n" + (head.rfind("HEAD", 0) == 0 ? std::string() : text));
@@ -192,6 +173,7 @@ class ScriptedOllama {
         // Accepted, request read, never a byte back: wait until oasisd hangs up (or we stop).
         while (!stopping_) {
           pollfd p{fd, POLLIN, 0};
+          char buf[65536];
           if (::poll(&p, 1, 200) > 0 && ::recv(fd, buf, sizeof buf, 0) <= 0) return;
         }
         return;

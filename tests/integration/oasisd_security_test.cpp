@@ -12,12 +12,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -26,6 +23,7 @@
 #include "catch.h"
 #include "support/fake_ollama.h"
 #include "support/oasisd.h"
+#include "support/raw_socket.h"
 
 using namespace oasis;
 using namespace oasis::test;
@@ -35,81 +33,8 @@ using nlohmann::json;
 namespace {
 
 // ------------------------------------------------------------------ a raw socket client
-// The library's client only sends well-formed requests; these helpers send any bytes.
-
-int connectUnix(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool writeAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
-// Reads until the peer closes or `timeout` passes. `closed` says which.
-std::string readUntilClosed(int fd, std::chrono::milliseconds timeout, bool* closed = nullptr) {
-  std::string out;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  if (closed) *closed = false;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return out;
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return out;
-    char buf[65536];
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (closed) *closed = true;
-      return out;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-}
-
-// Reads exactly one response with a Content-Length body (what the control API sends).
-std::optional<std::string> readOneResponse(int fd, std::string& carry, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto end = carry.find("\r\n\r\n");
-    if (end != std::string::npos) {
-      std::smatch m;
-      std::string head = carry.substr(0, end);
-      std::size_t len = 0;
-      static const std::regex cl("[Cc]ontent-[Ll]ength: *([0-9]+)");
-      if (std::regex_search(head, m, cl)) len = std::stoul(m[1]);
-      if (carry.size() >= end + 4 + len) {
-        std::string one = carry.substr(0, end + 4 + len);
-        carry.erase(0, end + 4 + len);
-        return one;
-      }
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char buf[65536];
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return std::nullopt;
-    carry.append(buf, static_cast<std::size_t>(n));
-  }
-}
+// The library's client only sends well-formed requests; these helpers (and support/raw_socket.h)
+// send any bytes.
 
 int statusOf(const std::string& response) {
   if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12) return 0;
@@ -317,7 +242,7 @@ TEST_CASE("Socket battery: hostile requests never crash, hang or change the stor
     int ok = 0;
     for (int fd : fds) {
       std::string carry;
-      auto r = readOneResponse(fd, carry, 30s);
+      auto r = readOneMessage(fd, carry, 30s);
       if (r && statusOf(*r) == 200) ++ok;
     }
     CHECK(ok == n);
@@ -446,7 +371,7 @@ TEST_CASE("Socket battery: hostile requests never crash, hang or change the stor
     std::string carry;
     std::vector<int> statuses;
     for (int i = 0; i < 5; ++i) {
-      auto r = readOneResponse(fd, carry, 10s);
+      auto r = readOneMessage(fd, carry, 10s);
       if (!r) break;
       statuses.push_back(statusOf(*r));
       if (i == 1) CHECK(json::parse(bodyOf(*r))["id"] == firstId);
