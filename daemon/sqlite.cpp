@@ -287,18 +287,31 @@ std::string Database::journalMode() {
   return s.getText(0);
 }
 
-Database::Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Database::Transaction::Transaction(Database& db) : db_(db), depth_(db.depth_) {
+  if (depth_ == 0) db_.prepare("BEGIN IMMEDIATE").run();
+  else db_.prepare("SAVEPOINT nested_" + std::to_string(depth_)).run();
+  ++db_.depth_;
+}
 Database::Transaction::~Transaction() {
-  if (!done_) {
-    try {
-      db_.exec("ROLLBACK");
-    } catch (...) {
+  if (done_) return;
+  try {
+    if (depth_ == 0) {
+      db_.prepare("ROLLBACK").run();
+    } else {
+      auto name = "nested_" + std::to_string(depth_);
+      db_.prepare("ROLLBACK TO " + name).run();
+      db_.prepare("RELEASE " + name).run();
     }
+  } catch (...) {
+    // A failed COMMIT or an I/O error may already have ended the transaction.
   }
+  --db_.depth_;
 }
 void Database::Transaction::commit() {
-  db_.exec("COMMIT");
+  if (depth_ == 0) db_.prepare("COMMIT").run();
+  else db_.prepare("RELEASE nested_" + std::to_string(depth_)).run();
   done_ = true;
+  --db_.depth_;
 }
 
 }  // namespace oasis

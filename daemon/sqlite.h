@@ -107,7 +107,10 @@ class Database {
   };
   CheckpointStats checkpointStats() const;
 
-  // RAII transaction: commits in commit(), rolls back if destroyed first.
+  // RAII transaction: commits in commit(), rolls back if destroyed first. Transactions nest:
+  // the outermost is BEGIN IMMEDIATE ... COMMIT, an inner one a SAVEPOINT, so a store call that
+  // opens its own transaction can also run as one part of a caller's larger one (its failure
+  // then undoes only its part, and nothing is durable until the outermost commits).
   class Transaction {
    public:
     explicit Transaction(Database& db);
@@ -118,8 +121,10 @@ class Database {
 
    private:
     Database& db_;
+    int depth_;  // 0: the outermost
     bool done_ = false;
   };
+  int transactionDepth() const { return depth_; }
 
  private:
   struct Cached {
@@ -136,6 +141,7 @@ class Database {
   std::atomic<int> lastWalPages_{0};
   std::atomic<std::uint64_t> inlineRuns_{0};
   std::unordered_map<std::string, std::unique_ptr<Cached>> cache_;
+  int depth_ = 0;  // open Transactions
 };
 
 }  // namespace oasis

@@ -66,20 +66,30 @@ void TrialService::kick() {
 
 void TrialService::dispatch() {
   if (stopped_) return;
+  std::optional<Database::Transaction> tx;  // opened by the first start: most kicks start nothing
+  std::vector<Started> started;
+  try {
+    started = startRunnable(tx);
+    if (tx) tx->commit();
+  } catch (const std::exception& e) {
+    spdlog::error("dispatch: {}", e.what());
+    abandon(started);
+    return;
+  }
+  spawn(std::move(started));
+}
+
+std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Database::Transaction>& tx) {
+  std::vector<Started> started;
+  if (stopped_) return started;
   int free = maxConcurrency_ - static_cast<int>(inflight_.size());
-  if (free <= 0) return;
-  if (!hooks_.dispatchAllowed("")) return;
+  if (free <= 0) return started;
+  if (!hooks_.dispatchAllowed("")) return started;
   // Models paused for recovery, and trials in retry backoff, are skipped.
   std::vector<std::string> excluded;
   auto now = clock_.steadyNow();
   std::optional<SteadyTime> nextRetry;
-  std::vector<TrialRow> candidates;
-  try {
-    candidates = store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
-  } catch (const std::exception& e) {
-    spdlog::error("dispatch: {}", e.what());
-    return;
-  }
+  auto candidates = store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
   for (auto& t : candidates) {
     if (free <= 0) break;
     if (!hooks_.dispatchAllowed(t.model)) continue;
@@ -90,9 +100,12 @@ void TrialService::dispatch() {
       }
       notBefore_.erase(nb);
     }
+    // Every start of this round commits once, together (and with the caller's insert, when a
+    // submit starts its own trial): one WAL append instead of one per start.
+    if (!tx) tx.emplace(store_.db());
     std::int64_t attemptId;
     try {
-      attemptId = store_.startAttempt(t.id, clock_.wallNow());
+      attemptId = store_.startAttempt(t.id, clock_.wallNow());  // its own savepoint
     } catch (const std::exception& e) {
       spdlog::error("cannot start attempt for trial {}: {}", t.id, e.what());
       continue;
@@ -103,20 +116,33 @@ void TrialService::dispatch() {
     f.model = t.model;
     inflight_[attemptId] = f;
     --free;
-    net::co_spawn(ioc_, runAttempt(std::move(t), attemptId), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("attempt failed unexpectedly: {}", ex.what());
-      }
-    });
+    started.push_back({std::move(t), attemptId});
   }
   if (nextRetry) {
     retryTimer_.expires_at(net::steady_timer::clock_type::now() +
                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(*nextRetry - now));
     retryTimer_.async_wait([this](error_code ec) {
       if (!ec) kick();
+    });
+  }
+  return started;
+}
+
+void TrialService::abandon(const std::vector<Started>& started) {
+  // Their starts were rolled back with the transaction: the trials are still queued.
+  for (auto& s : started) inflight_.erase(s.attemptId);
+  if (!started.empty()) store_.forgetCounts();
+}
+
+void TrialService::spawn(std::vector<Started> started) {
+  for (auto& s : started) {
+    net::co_spawn(ioc_, runAttempt(std::move(s.trial), s.attemptId), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("attempt failed unexpectedly: {}", ex.what());
+      }
     });
   }
 }
@@ -405,6 +431,26 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
   if (stream) co_await stream->finish(1s);
 }
 
+std::vector<TrialService::Started> TrialService::insertAndStart(const std::vector<Store::NewTrial>& news, WallTime now,
+                                                                 std::vector<Store::Inserted>& ids) {
+  // The insert and the starts it allows commit together: a submit that finds a free slot costs
+  // one transaction, not two. Durable before the caller answers, as before.
+  std::vector<Started> started;
+  try {
+    Database::Transaction tx(store_.db());
+    ids = store_.insertTrials(news, now);
+    std::optional<Database::Transaction> inner;
+    if (!stopped_) started = startRunnable(inner);
+    if (inner) inner->commit();
+    tx.commit();
+  } catch (...) {
+    abandon(started);
+    store_.forgetCounts();  // the insert's count went with the rollback too
+    throw;
+  }
+  return started;
+}
+
 // ---------------------------------------------------------------------------- HTTP
 
 net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::ResponseWriter& w) {
@@ -472,10 +518,11 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
       co_return;
     }
     std::vector<Store::Inserted> ids;
+    std::vector<Started> started;
     int failStatus = 0;
     std::string failCode, failMessage;
     try {
-      ids = store_.insertTrials(news, now);
+      started = insertAndStart(news, now, ids);
     } catch (const Store::KeyConflict& e) {
       failStatus = 409;
       failCode = "key_conflict";
@@ -489,7 +536,7 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
       co_await sendError(w, failStatus, failCode, failMessage);
       co_return;
     }
-    kick();
+    spawn(std::move(started));
     if (batch) {
       json out;
       out["ids"] = json::array();
@@ -574,12 +621,13 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
     co_return;
   }
   std::vector<Store::Inserted> ids;
+  std::vector<Started> started;
   int failStatus = 0;
   std::string failMessage;
   try {
-    ids = store_.insertTrials({{parsed->run, parsed->model, parsed->kind, parsed->hash, parsed->key, parsed->request,
-                                parsed->maxAttempts}},
-                              clock_.wallNow());
+    std::vector<Store::NewTrial> news = {
+        {parsed->run, parsed->model, parsed->kind, parsed->hash, parsed->key, parsed->request, parsed->maxAttempts}};
+    started = insertAndStart(news, clock_.wallNow(), ids);
   } catch (const Store::KeyConflict& e) {
     failStatus = 409;
     failMessage = e.what();
@@ -607,7 +655,7 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
       pipe->signal->cancel();
     };
   }
-  kick();
+  spawn(std::move(started));  // after the sink is in place (co_spawn runs it later anyway)
   // The whole call is bounded: every attempt may take request_timeout_s plus backoff.
   auto bound = ms(config_.requestTimeoutS * config_.maxAttempts + config_.retry.maxBackoffS * config_.maxAttempts + 60);
   auto deadline = std::chrono::steady_clock::now() + bound;

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "common/clock.h"
@@ -80,7 +81,19 @@ class TrialService {
   };
 
   boost::asio::awaitable<void> runAttempt(TrialRow trial, std::int64_t attemptId);
+  struct Started {
+    TrialRow trial;
+    std::int64_t attemptId = 0;
+  };
   void dispatch();
+  // Starts in the store (and in inflight_) what may run now; `tx` is opened before the first
+  // start, nested in the caller's transaction if there is one. Spawned only after the commit.
+  std::vector<Started> startRunnable(std::optional<Database::Transaction>& tx);
+  void spawn(std::vector<Started> started);
+  void abandon(const std::vector<Started>& started);  // their transaction rolled back
+  // A submit: inserts `news` and starts what may run now, in one transaction.
+  std::vector<Started> insertAndStart(const std::vector<Store::NewTrial>& news, WallTime now,
+                                      std::vector<Store::Inserted>& ids);
   void finished(std::int64_t trialId);
   // Until the trial ends, the timeout passes or the client goes away.
   boost::asio::awaitable<std::optional<TrialRow>> waitForEnd(std::int64_t id, std::chrono::milliseconds timeout,

@@ -80,3 +80,52 @@ TEST_CASE("sqlite: an in-memory database has no checkpointer", "[sqlite]") {
   CHECK(s.runs == 0);
   CHECK(s.inlineRuns == 0);
 }
+
+TEST_CASE("sqlite: transactions nest as savepoints", "[sqlite]") {
+  test::TempDir dir;
+  Database db(dir.file("n.db"));
+  db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  auto count = [&] {
+    auto s = db.prepare("SELECT COUNT(*) FROM t");
+    s.step();
+    return s.getInt(0);
+  };
+  {
+    Database::Transaction outer(db);
+    db.prepare("INSERT INTO t(v) VALUES('a')").run();
+    {
+      Database::Transaction inner(db);
+      CHECK(db.transactionDepth() == 2);
+      db.prepare("INSERT INTO t(v) VALUES('b')").run();
+    }  // not committed: only its own row goes
+    CHECK(count() == 1);
+    {
+      Database::Transaction inner(db);
+      db.prepare("INSERT INTO t(v) VALUES('c')").run();
+      inner.commit();
+    }
+    outer.commit();
+  }
+  CHECK(db.transactionDepth() == 0);
+  CHECK(count() == 2);
+  {
+    Database::Transaction outer(db);
+    {
+      Database::Transaction inner(db);
+      db.prepare("INSERT INTO t(v) VALUES('d')").run();
+      inner.commit();
+    }
+  }  // the outer one rolls back what the inner one committed
+  CHECK(count() == 2);
+  // A different connection sees nothing of an open outer transaction.
+  Database other(dir.file("n.db"));
+  {
+    Database::Transaction outer(db);
+    db.prepare("INSERT INTO t(v) VALUES('e')").run();
+    auto s = other.prepare("SELECT COUNT(*) FROM t");
+    s.step();
+    CHECK(s.getInt(0) == 2);
+    outer.commit();
+  }
+  CHECK(count() == 3);
+}
