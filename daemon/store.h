@@ -156,12 +156,13 @@ class Store {
   std::vector<TimelineRow> timeline(const std::optional<std::string>& run, WallTime since, WallTime until,
                                     int bucketSeconds);
   std::vector<AttemptRow> attemptsBetween(WallTime from, WallTime to);
+  // Just the state ("" if there is no such trial): cheap polling, no JSON columns parsed.
+  std::string trialState(std::int64_t trialId);
 
  private:
   void migrate();
   TrialCounts& liveCounts();  // loads the counts once, then every mutation keeps them exact
   void countMove(const std::string& from, const std::string& to, std::int64_t n = 1);
-  std::string trialState(std::int64_t trialId);
   Database db_;
   // Per-state trial counts, kept in memory: GET /v1/status must not COUNT(*) a million-row
   // queue on every call (issue 6 §3). Loaded by one GROUP BY at first use, then adjusted by

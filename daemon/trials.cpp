@@ -192,15 +192,16 @@ net::awaitable<std::optional<TrialRow>> TrialService::waitForEnd(std::int64_t id
                                                                   const http::ResponseWriter& client) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto t = store_.trial(id);
-    if (!t) co_return std::nullopt;
-    if (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") co_return t;
+    // The state alone while waiting; the whole row (JSON columns parsed) once, at the end.
+    auto state = store_.trialState(id);
+    if (state.empty()) co_return std::nullopt;
+    if (state == "succeeded" || state == "failed" || state == "cancelled") co_return store_.trial(id);
     auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= 0s) co_return t;
+    if (left <= 0s) co_return store_.trial(id);
     // A client that went away is no longer waiting: without this check its connection (one of
     // max_connections) and this coroutine stayed for up to ?wait=3600 s after it left, so
     // clients that give up (Ctrl-C on `oasisctl submit --wait`) could use up every slot.
-    if (client.clientGone()) co_return t;
+    if (client.clientGone()) co_return store_.trial(id);
     auto timer = std::make_shared<net::steady_timer>(ioc_);
     timer->expires_after(std::min<std::chrono::steady_clock::duration>(left, 250ms));
     waiters_.emplace(id, timer);
@@ -671,10 +672,10 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
       pipe->chunks.pop_front();
       co_await w.writeChunk(std::move(line));
     }
-    auto t = store_.trial(id, false);
-    if (!t || t->state == "succeeded" || t->state == "failed" || t->state == "cancelled") {
-      end = t;
+    auto state = store_.trialState(id);
+    if (state.empty() || state == "succeeded" || state == "failed" || state == "cancelled") {
       if (stream && !pipe->chunks.empty()) continue;
+      end = store_.trial(id, false);
       break;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
