@@ -1017,6 +1017,9 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
     policy::Decision d;
     d.actions.push_back(policy::Pause{pause->reason});
     execute(d);
+    // drain:false stops what runs now too: the attempts are cut (their connections closed) and
+    // their trials requeued without using an attempt, to run again after the resume.
+    if (!pause->drain && trials_) trials_->interruptModel("", "interrupted", "paused without drain");
     co_await sendJson(w, 200, statusJson());
     co_return;
   }

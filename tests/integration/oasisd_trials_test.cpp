@@ -362,3 +362,32 @@ TEST_CASE("The official ollama npm client works unchanged over oasisd's Unix soc
   // Every generate/chat of the client became a recorded trial.
   CHECK(d.get("/v1/trials?run=ollama-compat")["trials"].size() >= 4);
 }
+
+TEST_CASE("Pause with drain false cuts in-flight attempts; they run again, uncounted, after the resume",
+          "[oasisd][trials][pause]") {
+  // A long stall limit: the held attempt can only end because oasisd cuts it.
+  Oasisd d(fastConfig({{"stall_timeout_s", 60}, {"request_timeout_s", 120}}));
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
+  auto r = d.request("POST", "/v1/trials", json({{"model", "tiny:latest"}, {"request", {{"prompt", "held"}}}}).dump());
+  REQUIRE(r.status == 202);
+  auto id = std::to_string(json::parse(r.body)["id"].get<int>());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["trials"]["running"] == 1; }, 20s));
+
+  auto paused = d.post("/v1/pause", {{"drain", false}});
+  CHECK(paused["run"]["state"] == "paused");
+  // Cut at once (not after stall_timeout_s), requeued, and not dispatched while paused.
+  REQUIRE(waitFor([&] { return d.get("/v1/trials/" + id)["state"] == "queued"; }, 5s));
+  auto t = d.get("/v1/trials/" + id);
+  REQUIRE(t["attempts"].size() == 1);
+  CHECK(t["attempts"][0]["outcome"] == "interrupted");
+  CHECK(t["attempts"][0]["counted"] == false);
+  CHECK(d.get("/v1/status")["trials"]["running"] == 0);
+
+  d.post("/v1/resume");
+  REQUIRE(waitFor([&] { return d.get("/v1/trials/" + id)["state"] == "succeeded"; }, 20s));
+  t = d.get("/v1/trials/" + id);
+  REQUIRE(t["attempts"].size() == 2);
+  CHECK(t["attempts"][1]["outcome"] == "ok");
+  CHECK(t["attempts"][1]["counted"] == true);
+}
