@@ -177,7 +177,8 @@ class LineStream {
   virtual bool reusedConnection() const = 0;  // this request went out on a pooled connection
 };
 
-// Kept-alive client connections for openLineStream, per endpoint, all on one executor. Only a
+// Kept-alive client connections for openLineStream, per endpoint, all on one executor, whose
+// io_context must outlive the pool (the idle sockets and timers belong to it). Only a
 // connection whose response was read to its end goes back (LineStream::finish); a stream that
 // failed, timed out or was cut short is closed as before. An idle connection older than
 // maxIdleTime, or one the server has closed meanwhile, is dropped when next looked at; a request

@@ -43,6 +43,12 @@ struct ServerFixture {
     server->start();
     thread = std::thread([this] { ioc.run(); });
   }
+  // Listens on a free loopback port, starts, and returns where to connect.
+  Endpoint startTcp() {
+    REQUIRE(server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
+    start();
+    return Endpoint::tcp("127.0.0.1", server->boundPort());
+  }
   ~ServerFixture() {
     net::post(ioc, [this] { server->stop(); });
     ioc.stop();
@@ -238,9 +244,11 @@ TEST_CASE("HTTP client: a stalled stream times out per line", "[http]") {
 
 namespace {
 
-// Runs `body` as a coroutine on a private io_context until it finishes (bounded).
-void runCoroutine(const std::function<net::awaitable<void>(net::io_context&)>& body) {
-  net::io_context ioc;
+// Runs `body` as a coroutine on `ioc` until it finishes (bounded). A ConnectionPool's sockets
+// belong to the io_context they were opened on: each test's context is declared before its pool,
+// so that it outlives the pool, as oasisd's outlives its TrialService.
+void runCoroutine(net::io_context& ioc, const std::function<net::awaitable<void>(net::io_context&)>& body) {
+  ioc.restart();
   bool done = false;
   net::co_spawn(ioc, body(ioc), [&](std::exception_ptr e) {
     done = true;
@@ -281,13 +289,12 @@ std::size_t connectionsOf(ServerFixture& f) {
 
 TEST_CASE("HTTP client pool: a response read to its final line lends its connection to the next", "[http]") {
   ServerFixture f;
-  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
-  f.start();
-  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  auto ep = f.startTcp();
+  net::io_context ioc;
   ConnectionPool pool;
   std::vector<bool> reused;
   std::vector<std::string> lines;
-  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+  runCoroutine(ioc, [&](net::io_context&) -> net::awaitable<void> {
     for (int i = 0; i < 3; ++i) reused.push_back(co_await streamOnce(ioc, ep, pool, 2, lines));
   });
   CHECK(reused == std::vector<bool>{false, true, true});
@@ -301,11 +308,10 @@ TEST_CASE("HTTP client pool: a response read to its final line lends its connect
 
 TEST_CASE("HTTP client pool: a stream closed early is not pooled", "[http]") {
   ServerFixture f;
-  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
-  f.start();
-  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  auto ep = f.startTcp();
+  net::io_context ioc;
   ConnectionPool pool;
-  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+  runCoroutine(ioc, [&](net::io_context&) -> net::awaitable<void> {
     Request req{"GET", "/stream?n=5", "", "", {}};
     StreamOptions opts;
     opts.pool = &pool;
@@ -330,16 +336,15 @@ TEST_CASE("HTTP client pool: an idle connection the server closed is dropped, no
   ServerOptions opts;
   opts.idleTimeout = 100ms;  // the server closes a kept-alive connection after 100 ms idle
   ServerFixture f(opts);
-  REQUIRE(f.server->listen(Endpoint::tcp("127.0.0.1", 0)).ok());
-  f.start();
-  auto ep = Endpoint::tcp("127.0.0.1", f.server->boundPort());
+  auto ep = f.startTcp();
+  net::io_context ioc;
   ConnectionPool pool;
   std::vector<std::string> lines;
-  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> { co_await streamOnce(ioc, ep, pool, 1, lines); });
+  runCoroutine(ioc, [&](net::io_context&) -> net::awaitable<void> { co_await streamOnce(ioc, ep, pool, 1, lines); });
   REQUIRE(pool.idleCount() == 1);
   REQUIRE(test::waitFor([&] { return connectionsOf(f) == 0; }, 5s));  // the server's idle close
   bool reused = true;
-  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> { reused = co_await streamOnce(ioc, ep, pool, 1, lines); });
+  runCoroutine(ioc, [&](net::io_context&) -> net::awaitable<void> { reused = co_await streamOnce(ioc, ep, pool, 1, lines); });
   CHECK_FALSE(reused);
   auto c = pool.counters();
   CHECK(c.stale == 1);
@@ -385,9 +390,10 @@ TEST_CASE("HTTP client pool: a request the server drops unanswered on a reused c
     ::close(b);
   });
   auto ep = Endpoint::tcp("127.0.0.1", ntohs(addr.sin_port));
+  net::io_context ioc;
   ConnectionPool pool;
   std::vector<std::string> lines;
-  runCoroutine([&](net::io_context& ioc) -> net::awaitable<void> {
+  runCoroutine(ioc, [&](net::io_context&) -> net::awaitable<void> {
     co_await streamOnce(ioc, ep, pool, 1, lines);
     co_await streamOnce(ioc, ep, pool, 1, lines);
   });

@@ -32,11 +32,11 @@ TEST_CASE("store: migrations run once and use WAL on disk", "[store]") {
   test::TempDir dir;
   {
     Store s(dir.file("a.db"));
-    CHECK(s.schemaVersion() == 2);
+    CHECK(s.schemaVersion() == 3);
     CHECK(s.db().journalMode() == "wal");
   }
   Store again(dir.file("a.db"));
-  CHECK(again.schemaVersion() == 2);
+  CHECK(again.schemaVersion() == 3);
 }
 
 TEST_CASE("store: idempotency keys return the same trial or conflict", "[store]") {
