@@ -79,17 +79,22 @@ void TrialService::dispatch() {
   spawn(std::move(started));
 }
 
-std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Database::Transaction>& tx) {
+std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Database::Transaction>& tx,
+                                                                std::vector<TrialRow>* known) {
   std::vector<Started> started;
   if (stopped_) return started;
   int free = maxConcurrency_ - static_cast<int>(inflight_.size());
   if (free <= 0) return started;
   if (!hooks_.dispatchAllowed("")) return started;
+  // Every attempt's end kicks a dispatch: with nothing queued (the counts are exact), there is
+  // nothing to look up.
+  if (!known && store_.queuedCount() == 0) return started;
   // Models paused for recovery, and trials in retry backoff, are skipped.
   std::vector<std::string> excluded;
   auto now = clock_.steadyNow();
   std::optional<SteadyTime> nextRetry;
-  auto candidates = store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
+  auto candidates = known ? std::move(*known)
+                          : store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
   for (auto& t : candidates) {
     if (free <= 0) break;
     if (!hooks_.dispatchAllowed(t.model)) continue;
@@ -439,9 +444,27 @@ std::vector<TrialService::Started> TrialService::insertAndStart(const std::vecto
   std::vector<Started> started;
   try {
     Database::Transaction tx(store_.db());
+    const bool queueWasEmpty = store_.queuedCount() == 0;
     ids = store_.insertTrials(news, now);
+    // One new trial and nothing queued before it: it is the queue, so the dispatcher's query
+    // would only read back the row just written.
+    std::vector<TrialRow> fresh;
+    if (queueWasEmpty && news.size() == 1 && !ids[0].existed) {
+      TrialRow t;
+      t.id = ids[0].id;
+      t.run = news[0].run;
+      t.key = news[0].key;
+      t.model = news[0].model;
+      t.kind = news[0].kind;
+      t.request = news[0].request;
+      t.state = "queued";
+      t.maxAttempts = news[0].maxAttempts;
+      t.submittedAt = now;
+      t.specHash = news[0].specHash;
+      fresh.push_back(std::move(t));
+    }
     std::optional<Database::Transaction> inner;
-    if (!stopped_) started = startRunnable(inner);
+    if (!stopped_) started = startRunnable(inner, fresh.empty() ? nullptr : &fresh);
     if (inner) inner->commit();
     tx.commit();
   } catch (...) {

@@ -88,7 +88,8 @@ class TrialService {
   void dispatch();
   // Starts in the store (and in inflight_) what may run now; `tx` is opened before the first
   // start, nested in the caller's transaction if there is one. Spawned only after the commit.
-  std::vector<Started> startRunnable(std::optional<Database::Transaction>& tx);
+  // `known`: the queue's head when the caller knows it (taken), instead of asking the store.
+  std::vector<Started> startRunnable(std::optional<Database::Transaction>& tx, std::vector<TrialRow>* known = nullptr);
   void spawn(std::vector<Started> started);
   void abandon(const std::vector<Started>& started);  // their transaction rolled back
   // A submit: inserts `news` and starts what may run now, in one transaction.
