@@ -226,6 +226,9 @@ Status killVerified(const ProcessIdentity& identity, int signal) {
   if (!info) return info.error();
   if (auto st = matchesIdentity(*info, identity); !st) {
     if (pidfd.valid() && pidfdExited(pidfd.get())) return exited();
+    // Same start time, so the same process, but its memory is already gone (empty cmdline):
+    // it is exiting, between releasing its memory and the pidfd turning readable.
+    if (info->startTime == identity.startTime && info->argv.empty()) return exited();
     return st;
   }
   if (info->zombie || (pidfd.valid() && pidfdExited(pidfd.get()))) return exited();

@@ -150,7 +150,7 @@ TEST_CASE("serve crash: the runners it orphaned are killed before the relaunch",
   CHECK(waitFor([&] { return !processAlive(oldRunner); }, 10s));
 }
 
-TEST_CASE("serve crash is restarted; repeated fast crashes end in the failed state", "[oasisd][supervision][crash]") {
+TEST_CASE("serve crash is restarted / repeated fast crashes end in the failed state", "[oasisd][supervision][crash]") {
   Oasisd d(json{{"ollama", {{"restart", {{"initial_backoff_s", 0.1}, {"max_backoff_s", 0.2}, {"max_fast_failures", 3}}}}}});
   REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
   int first = servePid(d);

@@ -363,7 +363,7 @@ TEST_CASE("The official ollama npm client works unchanged over oasisd's Unix soc
   CHECK(d.get("/v1/trials?run=ollama-compat")["trials"].size() >= 4);
 }
 
-TEST_CASE("Pause with drain false cuts in-flight attempts; they run again, uncounted, after the resume",
+TEST_CASE("Pause with drain false cuts in-flight attempts and they run again uncounted after the resume",
           "[oasisd][trials][pause]") {
   // A long stall limit: the held attempt can only end because oasisd cuts it.
   Oasisd d(fastConfig({{"stall_timeout_s", 60}, {"request_timeout_s", 120}}));

@@ -273,7 +273,7 @@ TEST_CASE("swap-out rate: counter resets never give negative or inflated rates",
   CHECK(policy.assessment().swapoutsPerSec == 0.0);
 }
 
-TEST_CASE("heavy swapping alone warns; with little available it pauses", "[policy][memory]") {
+TEST_CASE("heavy swapping alone warns / with little available it pauses", "[policy][memory]") {
   MemoryPolicy policy;
   Replay r;
   std::uint64_t counter = 0;

@@ -7,7 +7,7 @@
 using namespace oasis;
 using namespace oasis::policy;
 
-TEST_CASE("pause set: dispatch only when empty; API resume clears only manual",
+TEST_CASE("pause set: dispatch only when empty / API resume clears only manual",
           "[policy][pause]") {
   PauseSet s;
   CHECK(s.dispatchAllowed());

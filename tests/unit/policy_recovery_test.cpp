@@ -53,7 +53,7 @@ Decision stallInto(RecoveryPolicy& p) {
 
 }  // namespace
 
-TEST_CASE("a stall streak pauses the model and soft-evicts it; a success resets the streak",
+TEST_CASE("a stall streak pauses the model and soft-evicts it / a success resets the streak",
           "[policy][recovery]") {
   RecoveryPolicy p;  // threshold 3
   (void)p.onPs(ps(0, 300));

@@ -124,7 +124,7 @@ TEST_CASE("managed: a long healthy run resets the backoff", "[policy][server]") 
   CHECK(has<StartServer>(d));  // immediate again
 }
 
-TEST_CASE("managed: wedged scheduler (ps timeouts) restarts serve; HEAD failures too",
+TEST_CASE("managed: wedged scheduler (ps timeouts) restarts serve / HEAD failures too",
           "[policy][server]") {
   SECTION("ps") {
     ServerPolicy p;  // 3 ps failures
@@ -173,7 +173,7 @@ TEST_CASE("managed: wedged scheduler (ps timeouts) restarts serve; HEAD failures
   }
 }
 
-TEST_CASE("attach mode never starts or restarts serve; it reports and pauses",
+TEST_CASE("attach mode never starts or restarts serve / it reports and pauses",
           "[policy][server]") {
   ServerPolicyConfig c;
   c.mode = ServerMode::Attach;
