@@ -1,5 +1,6 @@
 #include "daemon/api_bodies.h"
 
+#include <cmath>
 #include <cstdio>
 #include <set>
 
@@ -83,6 +84,18 @@ Result<json> parseObjectBody(std::string_view body) {
   if (j.is_discarded()) return Error("body is not valid JSON");
   if (!j.is_object()) return Error("body must be a JSON object");
   return j;
+}
+
+Status checkTimelineWindow(double windowSeconds, int bucketSeconds) {
+  if (bucketSeconds <= 0) return Error("bucket_s must be an integer in 1..86400");
+  double buckets = std::ceil(std::max(0.0, windowSeconds) / bucketSeconds);
+  if (buckets <= kMaxTimelineBuckets) return Status::success();
+  char text[200];
+  std::snprintf(text, sizeof text,
+                "the window from since to now at bucket_s=%d is %.0f buckets, more than %.0f: "
+                "raise bucket_s or move since later",
+                bucketSeconds, buckets, kMaxTimelineBuckets);
+  return Error(text);
 }
 
 Result<PauseBody> parsePauseBody(const json& body) {

@@ -40,6 +40,13 @@ struct PauseBody {
 };
 Result<PauseBody> parsePauseBody(const nlohmann::json& body);
 
+// GET /v1/timeline: one row per bucket from `since` to now. A long window at a small bucket
+// (since=1970 at bucket_s=1 is 1.7 billion rows) would hold the event loop and memory for as
+// long as it takes to build, so the window is refused past this many buckets; the message says
+// how many it would be and what to change.
+constexpr double kMaxTimelineBuckets = 10000;
+Status checkTimelineWindow(double windowSeconds, int bucketSeconds);
+
 // POST /v1/evict and /v1/kill-runner: {"model"?: non-empty str}; nullopt = every loaded model.
 Result<std::optional<std::string>> parseModelBody(const nlohmann::json& body);
 

@@ -983,8 +983,13 @@ net::awaitable<void> Daemon::handle(http::ServerRequest& req, http::ResponseWrit
       co_await sendError(w, 400, "invalid_query", "since must be an ISO-8601 time");
       co_return;
     }
+    const auto until = wallNow();
+    if (auto ok = checkTimelineWindow(std::chrono::duration<double>(until - since).count(), bucket); !ok) {
+      co_await sendError(w, 400, "invalid_query", ok.error().message);
+      co_return;
+    }
     json rows = json::array();
-    for (auto& r : store_->timeline(run, since, wallNow(), bucket)) {
+    for (auto& r : store_->timeline(run, since, until, bucket)) {
       json row;
       row["start"] = formatIso8601Utc(r.start);
       row["trials"] = r.trials;

@@ -170,3 +170,19 @@ TEST_CASE("fuzz regression: Ollama's error line with an empty message still give
   CHECK(a.feed(R"({"error":""})") == StreamAssembler::Step::Failed);
   CHECK(a.error() == "Ollama reported an error without a message");
 }
+
+TEST_CASE("fuzz regression: a timeline window of more than 10000 buckets is refused, naming the count", "[fuzz_regression]") {
+  // Found by fuzz_http_request: a seed with since=2026-06-04 at bucket_s=60 became 263,000
+  // rows as the calendar moved on, and held the event loop past the harness's 10 s deadline.
+  CHECK(checkTimelineWindow(3600, 60).ok());
+  CHECK(checkTimelineWindow(10000.0 * 60, 60).ok());  // exactly the limit
+  CHECK(checkTimelineWindow(-5, 60).ok());             // since in the future: no rows
+  auto longWindow = checkTimelineWindow(183.0 * 86400, 60);
+  REQUIRE_FALSE(longWindow.ok());
+  CHECK(longWindow.error().message.find("263520 buckets") != std::string::npos);
+  CHECK(longWindow.error().message.find("raise bucket_s") != std::string::npos);
+  auto epoch = checkTimelineWindow(1.7e9, 1);  // since=1970 at bucket_s=1
+  REQUIRE_FALSE(epoch.ok());
+  CHECK(epoch.error().message.find("1700000000 buckets") != std::string::npos);
+  CHECK_FALSE(checkTimelineWindow(60, 0).ok());
+}
