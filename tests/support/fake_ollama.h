@@ -1,6 +1,7 @@
 #pragma once
 // Test helper: runs `fake-ollama serve` as a real child process on a temporary port, and a few
-// /proc readers for the runner processes it starts. Header-only so any test binary can use it.
+// /proc readers for the runner processes it starts. Header-only but for HeldStream's coroutines
+// (fake_ollama.cpp, linked into integration_tests).
 //
 //   oasis::test::FakeOllama fo({{"OLLAMA_NUM_PARALLEL", "2"}});
 //   auto r = fo.post("/api/generate", R"({"model":"tiny","prompt":"hi","stream":false})");
@@ -148,59 +149,21 @@ inline bool holdsFor(const std::function<bool()>& cond, std::chrono::millisecond
 // and is not closed, the TCP connection stays open: this is the "client holding a request".
 class HeldStream {
  public:
+  // Defined in fake_ollama.cpp: the coroutines are instantiated once for the test binary, not
+  // in every test file that includes this header.
   static std::unique_ptr<HeldStream> open(const http::Endpoint& ep, const std::string& target, const std::string& body,
-                                          std::chrono::milliseconds headTimeout = std::chrono::seconds(30)) {
-    auto hs = std::unique_ptr<HeldStream>(new HeldStream());
-    http::Request req;
-    req.method = "POST";
-    req.target = target;
-    req.body = body;
-    http::StreamOptions opt;
-    opt.headTimeout = headTimeout;
-    bool done = false;
-    net::co_spawn(hs->io_, hs->doOpen(ep, req, opt, &done), net::detached);
-    hs->io_.run_for(headTimeout + std::chrono::seconds(5));
-    if (!done || !hs->stream_) return nullptr;
-    return hs;
-  }
-  ~HeldStream() { close(); }
+                                          std::chrono::milliseconds headTimeout = std::chrono::seconds(30));
+  ~HeldStream();
 
-  int status() const { return stream_ ? stream_->head().status : 0; }
-
+  int status() const;
   // The next line, or nullopt at the end of the body, on error or after `timeout`.
-  std::optional<std::string> nextLine(std::chrono::milliseconds timeout) {
-    if (!stream_) return std::nullopt;
-    std::optional<std::string> out;
-    bool done = false;
-    io_.restart();
-    net::co_spawn(io_, doNext(timeout, &out, &done), net::detached);
-    io_.run_for(timeout + std::chrono::seconds(5));
-    return out;
-  }
-
-  void close() {
-    if (stream_) {
-      stream_->close();
-      stream_.reset();
-      io_.restart();
-      io_.poll();
-    }
-  }
+  std::optional<std::string> nextLine(std::chrono::milliseconds timeout);
+  void close();
 
  private:
-  HeldStream() = default;
-  net::awaitable<void> doOpen(http::Endpoint ep, http::Request req, http::StreamOptions opt, bool* done) {
-    auto r = co_await http::openLineStream(io_.get_executor(), ep, req, opt);
-    if (r) stream_ = std::move(*r);
-    *done = true;
-  }
-  net::awaitable<void> doNext(std::chrono::milliseconds timeout, std::optional<std::string>* out, bool* done) {
-    auto r = co_await stream_->nextLine(timeout);
-    if (r && *r) *out = **r;
-    *done = true;
-  }
-  net::io_context io_;
-  std::unique_ptr<http::LineStream> stream_;
+  HeldStream();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // ---------------------------------------------------------------- fake-ollama serve
