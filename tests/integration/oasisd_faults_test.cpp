@@ -191,14 +191,6 @@ class ScriptedOllama {
   std::vector<std::thread> conns_;
 };
 
-json submitWait(const Oasisd& d, const json& spec, int waitS = 30) {
-  auto r = d.request("POST", "/v1/trials?wait=" + std::to_string(waitS), spec.dump());
-  auto j = json::parse(r.body, nullptr, false);
-  INFO(r.body);
-  REQUIRE(j.is_object());
-  return j;
-}
-
 void faults(const Oasisd& d, const json& f) {
   auto r = http::fetch(d.ollama(), {"POST", "/_fake/faults", f.dump(), "application/json", {}}, 5s);
   CHECK((r.ok() && r->status == 200));
@@ -275,7 +267,7 @@ TEST_CASE("Ollama misbehaving on the wire: each fault is a recorded attempt outc
   for (auto& c : cases) {
     INFO("expected " << c.outcome);
     so.push(c.reply);
-    auto t = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "x"}}}, {"max_attempts", 1}});
+    auto t = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "x"}}}, {"max_attempts", 1}}, 30);
     CHECK(t["state"] == "failed");
     REQUIRE(t["attempts"].size() == 1);
     CHECK(t["attempts"][0]["outcome"] == c.outcome);
@@ -288,14 +280,14 @@ TEST_CASE("Ollama misbehaving on the wire: each fault is a recorded attempt outc
   for (auto& c : cases) so.push(c.reply), so.push(ScriptedOllama::Reply::Ok);
   for (auto& c : cases) {
     INFO("retried after " << c.outcome);
-    auto t = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "y"}}}, {"max_attempts", 2}});
+    auto t = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "y"}}}, {"max_attempts", 2}}, 30);
     CHECK(t["state"] == "succeeded");
     REQUIRE(t["attempts"].size() == 2);
     CHECK(t["attempts"][0]["outcome"] == c.outcome);
     CHECK(t["attempts"][1]["outcome"] == "ok");
     CHECK(t["response"]["response"] == "abc");
   }
-  auto ok = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "z"}}}});
+  auto ok = submitWait(d, {{"model", "scripted:latest"}, {"request", {{"prompt", "z"}}}}, 30);
   CHECK(ok["state"] == "succeeded");
   CHECK(so.generates() == 2 * static_cast<int>(cases.size()) * 1 + static_cast<int>(cases.size()) + 1);
   auto s = d.get("/v1/status");

@@ -34,14 +34,6 @@ void faults(const Oasisd& d, const json& f) {
   REQUIRE(r->status == 200);
 }
 
-json submitWait(const Oasisd& d, const json& spec, int waitS = 60) {
-  auto r = d.request("POST", "/v1/trials?wait=" + std::to_string(waitS), spec.dump());
-  auto j = json::parse(r.body, nullptr, false);
-  INFO(r.body);
-  REQUIRE(j.is_object());
-  return j;
-}
-
 bool allEnded(const Oasisd& d, std::size_t total) {
   auto s = d.get("/v1/status")["trials"];
   return s["succeeded"].get<std::size_t>() + s["failed"].get<std::size_t>() + s["cancelled"].get<std::size_t>() == total;

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "catch.h"
 #include "common/http.h"
 #include "test_support.h"
 
@@ -242,5 +243,14 @@ class Oasisd {
   pid_t pid_ = -1;
   int exitStatus_ = -1;
 };
+
+// POST /v1/trials?wait=S: the trial's record (whatever state it reached within S seconds).
+inline nlohmann::json submitWait(const Oasisd& d, const nlohmann::json& spec, int waitS = 60) {
+  auto r = d.request("POST", "/v1/trials?wait=" + std::to_string(waitS), spec.dump());
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  INFO(r.body);
+  REQUIRE(j.is_object());
+  return j;
+}
 
 }  // namespace oasis::test
