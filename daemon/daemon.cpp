@@ -583,9 +583,7 @@ net::awaitable<void> Daemon::probeOnce() {
   bool healthy = h.ok() && h->status == 200;
   if (stopping_) co_return;
   if (restarting_) co_return;
-  if (config_.ollama.mode == OllamaConfig::Mode::Attach && healthy) {
-    attachedPid_ = options_.platform->findListeningPid(ollama_.port);
-  }
+  if (config_.ollama.mode == OllamaConfig::Mode::Attach && healthy) refreshAttachedPid(!serverUp_);
   executeServer(serverPolicy_.onHealth(healthy, now()));
   if (!healthy) {
     serverUp_ = false;
@@ -634,6 +632,28 @@ net::awaitable<void> Daemon::probeOnce() {
     store_->addPsSample(wallNow(), obs.ok, models);
   } catch (const std::exception& e) {
     spdlog::error("could not store ps sample: {}", e.what());
+  }
+}
+
+// Which process serves the attached port. The lookup reads every TCP socket on the host (on
+// Linux /proc/net/tcp, whose read walks the kernel's whole connection table: 20-30 ms of
+// system time once a busy server has left thousands of TIME_WAIT entries) and every process's
+// descriptors, so it runs only when the server is new to us: none known yet, the one we knew
+// has exited or its pid now names another process, or the server was down since the last probe.
+void Daemon::refreshAttachedPid(bool serverWasDown) {
+  if (attachedServe_ && !serverWasDown) {
+    auto info = options_.platform->readProcess(attachedServe_->pid);
+    if (info && !info->zombie && platform::matchesIdentity(*info, *attachedServe_).ok()) return;
+  }
+  attachedServe_.reset();
+  attachedPid_ = options_.platform->findListeningPid(ollama_.port);
+  if (!attachedPid_) return;
+  auto info = options_.platform->readProcess(*attachedPid_);
+  if (info && info->startTime != 0) {
+    platform::ProcessIdentity id;
+    id.pid = info->pid;
+    id.startTime = info->startTime;
+    attachedServe_ = id;
   }
 }
 

@@ -93,6 +93,7 @@ class Daemon {
   void scheduleProbe();
   void sampleMemory();
   boost::asio::awaitable<void> probeOnce();
+  void refreshAttachedPid(bool serverWasDown);
   void refreshRunners(const std::vector<policy::PsModel>& models);
 
   void applyConfig();
@@ -126,6 +127,7 @@ class Daemon {
   std::string serverVersion_;
   std::string flashAttention_ = "unknown";
   std::optional<int> attachedPid_;
+  std::optional<platform::ProcessIdentity> attachedServe_;  // attachedPid_'s process, to notice it exiting
   std::string memoryError_;
   bool restarting_ = false;
   bool stopping_ = false;

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -43,89 +44,13 @@ struct Reply {
   std::string body;
 };
 
-class Conn {
+// Buffered reads of HTTP framing from a blocking socket: lines, then exact byte counts.
+class Reader {
  public:
-  explicit Conn(Target t) : target_(std::move(t)) {}
-  ~Conn() { close(); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  // One request on the kept-alive connection (reconnects once if the server had closed it).
-  Reply request(const std::string& method, const std::string& path, const std::string& body = {}) {
-    std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
-    if (!body.empty() || method == "POST")
-      head += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-    head += "\r\n";
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      bool fresh = fd_ < 0;
-      if (fd_ < 0) connect();
-      if (!writeAll(head) || (!body.empty() && !writeAll(body))) {
-        close();
-        if (fresh) throw std::runtime_error("write failed to " + describe());
-        continue;
-      }
-      Reply r;
-      bool keep = true;
-      if (readReply(r, keep)) {
-        if (!keep) close();
-        return r;
-      }
-      close();
-      if (fresh) throw std::runtime_error("no reply from " + describe() + " for " + method + " " + path);
-    }
-    throw std::runtime_error("connection to " + describe() + " keeps closing");
-  }
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
+  void reset(int fd) {
+    fd_ = fd;
     buf_.clear();
     pos_ = 0;
-  }
-
- private:
-  std::string describe() const {
-    return target_.unixPath.empty() ? target_.host + ":" + std::to_string(target_.port) : target_.unixPath;
-  }
-
-  void connect() {
-    if (!target_.unixPath.empty()) {
-      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_un a{};
-      a.sun_family = AF_UNIX;
-      std::strncpy(a.sun_path, target_.unixPath.c_str(), sizeof a.sun_path - 1);
-      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close();
-        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
-      }
-    } else {
-      fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(target_.port);
-      ::inet_pton(AF_INET, target_.host.c_str(), &a.sin_addr);
-      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close();
-        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
-      }
-    }
-    timeval tv{120, 0};  // a wedged server fails the bench instead of hanging it
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-
-  bool writeAll(const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-      auto n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        return false;
-      }
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
   }
 
   bool fill() {
@@ -163,42 +88,144 @@ class Conn {
     return true;
   }
 
+  // Everything up to end of stream (a reply framed by closing the connection).
+  void readToEnd(std::string& out) {
+    while (fill()) {
+    }
+    out.append(buf_, pos_, std::string::npos);
+    pos_ = buf_.size();
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+  std::size_t pos_ = 0;
+};
+
+// One header line of a request or reply: lower-cased name and the value without leading blanks.
+inline bool splitHeader(const std::string& line, std::string& name, std::string& value) {
+  auto colon = line.find(':');
+  if (colon == std::string::npos) return false;
+  name = line.substr(0, colon);
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  value = line.substr(colon + 1);
+  while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+  return true;
+}
+
+inline bool writeAll(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    auto n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+class Conn {
+ public:
+  explicit Conn(Target t) : target_(std::move(t)) {}
+  ~Conn() { close(); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // One request on the kept-alive connection (reconnects once if the server had closed it).
+  Reply request(const std::string& method, const std::string& path, const std::string& body = {}) {
+    std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
+    if (!body.empty() || method == "POST")
+      head += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    head += "\r\n";
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool fresh = fd_ < 0;
+      if (fd_ < 0) connect();
+      if (!writeAll(fd_, head) || (!body.empty() && !writeAll(fd_, body))) {
+        close();
+        if (fresh) throw std::runtime_error("write failed to " + describe());
+        continue;
+      }
+      Reply r;
+      bool keep = true;
+      if (readReply(r, keep)) {
+        if (!keep) close();
+        return r;
+      }
+      close();
+      if (fresh) throw std::runtime_error("no reply from " + describe() + " for " + method + " " + path);
+    }
+    throw std::runtime_error("connection to " + describe() + " keeps closing");
+  }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    in_.reset(-1);
+  }
+
+ private:
+  std::string describe() const {
+    return target_.unixPath.empty() ? target_.host + ":" + std::to_string(target_.port) : target_.unixPath;
+  }
+
+  void connect() {
+    if (!target_.unixPath.empty()) {
+      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::strncpy(a.sun_path, target_.unixPath.c_str(), sizeof a.sun_path - 1);
+      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close();
+        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
+      }
+    } else {
+      fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(target_.port);
+      ::inet_pton(AF_INET, target_.host.c_str(), &a.sin_addr);
+      if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close();
+        throw std::runtime_error("cannot connect to " + describe() + ": " + std::strerror(errno));
+      }
+    }
+    timeval tv{120, 0};  // a wedged server fails the bench instead of hanging it
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    in_.reset(fd_);
+  }
+
   bool readReply(Reply& r, bool& keepAlive) {
-    std::string line;
-    if (!readLine(line) || line.size() < 12) return false;
+    std::string line, name, value;
+    if (!in_.readLine(line) || line.size() < 12) return false;
     r.status = std::atoi(line.c_str() + 9);
     long long length = -1;
     bool chunked = false;
     for (;;) {
-      if (!readLine(line)) return false;
+      if (!in_.readLine(line)) return false;
       if (line.empty()) break;
-      auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+      if (!splitHeader(line, name, value)) continue;
       if (name == "content-length") length = std::atoll(value.c_str());
       if (name == "transfer-encoding" && value.find("chunked") != std::string::npos) chunked = true;
       if (name == "connection" && (value == "close" || value == "Close")) keepAlive = false;
     }
     if (chunked) {
       for (;;) {
-        if (!readLine(line)) return false;
+        if (!in_.readLine(line)) return false;
         auto size = std::strtoull(line.c_str(), nullptr, 16);
         if (size == 0) {
-          if (!readLine(line)) return false;  // trailer end
+          if (!in_.readLine(line)) return false;  // trailer end
           break;
         }
-        if (!readBytes(size, r.body) || !readLine(line)) return false;
+        if (!in_.readBytes(size, r.body) || !in_.readLine(line)) return false;
       }
     } else if (length >= 0) {
-      if (!readBytes(static_cast<std::size_t>(length), r.body)) return false;
+      if (!in_.readBytes(static_cast<std::size_t>(length), r.body)) return false;
     } else {
-      while (fill()) {
-      }
-      r.body.append(buf_, pos_, std::string::npos);
-      pos_ = buf_.size();
+      in_.readToEnd(r.body);
       keepAlive = false;
     }
     return true;
@@ -206,8 +233,101 @@ class Conn {
 
   Target target_;
   int fd_ = -1;
-  std::string buf_;
-  std::size_t pos_ = 0;
+  Reader in_;
+};
+
+// The floor under any proxy, for the overhead benchmark: takes each request from a Unix socket and
+// makes the same request upstream on a kept-alive connection. One blocking thread per client
+// connection (the cheapest shape for a handful of clients), HTTP framing only, nothing parsed,
+// stored or streamed. What it adds over calling the emulator directly is the hop itself; what
+// oasisd adds over it is oasisd's own work.
+class Relay {
+ public:
+  Relay(std::string socketPath, Target upstream) : path_(std::move(socketPath)), upstream_(std::move(upstream)) {
+    listen_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
+    ::unlink(path_.c_str());
+    if (listen_ < 0 || ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 64) != 0)
+      throw std::runtime_error("relay: cannot listen on " + path_ + ": " + std::strerror(errno));
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+  ~Relay() {
+    ::shutdown(listen_, SHUT_RDWR);
+    acceptor_.join();
+    {
+      std::lock_guard lock(mu_);
+      for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& t : workers_) t.join();
+    ::close(listen_);
+    ::unlink(path_.c_str());
+  }
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  Target target() const { return Target{path_, "", 0}; }
+
+ private:
+  void acceptLoop() {
+    for (;;) {
+      int fd = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // shut down
+      }
+      std::lock_guard lock(mu_);
+      open_.push_back(fd);
+      workers_.emplace_back([this, fd] { serve(fd); });
+    }
+  }
+
+  void serve(int fd) {
+    Reader in;
+    in.reset(fd);
+    Conn up(upstream_);
+    std::string line, name, value;
+    for (;;) {
+      if (!in.readLine(line) || line.empty()) break;
+      auto sp1 = line.find(' '), sp2 = line.find(' ', sp1 + 1);
+      if (sp1 == std::string::npos || sp2 == std::string::npos) break;
+      std::string method = line.substr(0, sp1), path = line.substr(sp1 + 1, sp2 - sp1 - 1);
+      std::size_t length = 0;
+      for (;;) {
+        if (!in.readLine(line)) return finish(fd);
+        if (line.empty()) break;
+        if (splitHeader(line, name, value) && name == "content-length") length = std::strtoull(value.c_str(), nullptr, 10);
+      }
+      std::string body;
+      if (length && !in.readBytes(length, body)) break;
+      Reply r;
+      try {
+        r = up.request(method, path, body);
+      } catch (const std::exception& e) {
+        r.status = 502;
+        r.body = std::string("{\"error\":\"relay: ") + e.what() + "\"}";
+      }
+      std::string out = "HTTP/1.1 " + std::to_string(r.status) + " Relayed\r\nContent-Type: application/json\r\n" +
+                        "Content-Length: " + std::to_string(r.body.size()) + "\r\n\r\n" + r.body;
+      if (!writeAll(fd, out)) break;
+    }
+    finish(fd);
+  }
+
+  void finish(int fd) {
+    std::lock_guard lock(mu_);
+    std::erase(open_, fd);
+    ::close(fd);
+  }
+
+  std::string path_;
+  Target upstream_;
+  int listen_ = -1;
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<int> open_;
+  std::vector<std::thread> workers_;
 };
 
 // A child process in its own process group, with its output in a log file. The destructor

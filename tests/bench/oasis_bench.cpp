@@ -1,13 +1,16 @@
 // oasis-bench: oasisd's overhead and scale benchmarks (issues 4 and 6), against fake-ollama with
 // instant generation. Prints a human summary and writes JSON for scripts/bench.sh.
 //
-//   oasis-bench overhead --oasisd BIN --fake BIN [--seconds S] [--rounds R] [--json OUT]
+//   oasis-bench overhead --oasisd BIN --fake BIN [--seconds S] [--rounds R] [--no-floors] [--json OUT]
 //   oasis-bench scale    --oasisd BIN --fake BIN [--sizes 10000,100000,1000000] [--json OUT]
 //
 // overhead: the same emulator process is measured directly (TCP, as a client of Ollama would)
 // and through oasisd (Ollama-compatible /api/generate and POST /v1/trials?wait on the Unix
 // socket), at concurrency 1 and 4. The modes are interleaved in rounds so that noise from other
-// work on the machine falls on all of them alike; ratios are therefore side by side.
+// work on the machine falls on all of them alike; ratios are therefore side by side. Two floors
+// are measured with them (unless --no-floors): a bare relay, which is the hop any proxy adds, and
+// a second oasisd with its store in memory attached to the same emulator, which is oasisd without
+// its storage I/O.
 // scale: a fresh oasisd per size, dispatch paused while the trials are submitted in batches,
 // then status/timeline latency, RSS and database size with everything queued, then dispatch.
 #include <algorithm>
@@ -36,6 +39,7 @@ struct Args {
   std::vector<long> sizes = {10000, 100000, 1000000};
   int batch = 5000;
   bool keys = true;
+  bool floors = true;
   double dispatchWindowS = 8;
 };
 
@@ -71,15 +75,21 @@ std::string vmStatPlentiful() {
 
 // oasisd in managed mode over fake-ollama, whose only model generates instantly: no load time,
 // one token at a billion tokens/s. Everything lives in a private temporary directory.
+// RigOptions can instead attach it to another rig's emulator, or keep its store in memory.
+struct RigOptions {
+  std::uint16_t attachPort = 0;  // non-zero: attach mode to the emulator on this port
+  std::string db;                // empty: a file in the rig's directory
+};
+
 class Rig {
  public:
-  Rig(const Args& a, const json& overrides) {
+  Rig(const Args& a, const json& overrides, const RigOptions& options = {}) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "oasis-bench-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    port_ = freeTcpPort();
+    port_ = options.attachPort ? options.attachPort : freeTcpPort();
     socket_ = dir_ + "/oasisd.sock";
-    db_ = dir_ + "/oasisd.db";
+    db_ = options.db.empty() ? dir_ + "/oasisd.db" : options.db;
     json catalog = {{"models",
                      {{{"name", "bench:latest"},
                        {"size", 50000000},
@@ -98,6 +108,7 @@ class Rig {
         {"ps_interval_s", 2},
         {"memory", {{"interval_s", 1}, {"source", {{"kind", "file"}, {"path", dir_ + "/vm_stat.txt"}, {"format", "vm_stat"}}}}},
         {"log", {{"level", "warn"}}}};
+    if (options.attachPort) cfg["ollama"]["mode"] = "attach";
     cfg.merge_patch(overrides);
     std::ofstream(dir_ + "/oasisd.json") << cfg.dump(2);
     child_ = std::make_unique<Child>(
@@ -122,6 +133,8 @@ class Rig {
 
   Target oasisd() const { return Target{socket_, "", 0}; }
   Target ollama() const { return Target{"", "127.0.0.1", port_}; }
+  std::uint16_t ollamaPort() const { return port_; }
+  const std::string& dir() const { return dir_; }
   pid_t pid() const { return child_->pid(); }
   const std::string& db() const { return db_; }
 
@@ -148,7 +161,8 @@ class Rig {
 
 struct ModeSpec {
   std::string name;
-  bool viaOasisd;
+  Target target;
+  bool baseline;  // direct: what the other modes are compared with
   std::string path, body, mustContain;
 };
 
@@ -202,16 +216,29 @@ void runClients(const Target& target, const ModeSpec& m, int conc, double second
 int overhead(const Args& a) {
   Rig rig(a, json::object());
   const std::string gen = R"({"model":"bench:latest","prompt":"hi","stream":false})";
+  // Two floors beside the targets' modes, so that what is left of oasisd's overhead can be
+  // attributed: the hop alone (a bare relay) and oasisd without storage I/O (its store in
+  // memory, attached to the same emulator).
+  std::optional<Relay> relay;
+  std::optional<Rig> memstore;
+  if (a.floors) {
+    relay.emplace(rig.dir() + "/relay.sock", rig.ollama());
+    memstore.emplace(a, json::object(), RigOptions{rig.ollamaPort(), ":memory:"});
+  }
   std::vector<ModeSpec> modes = {
-      {"direct", false, "/api/generate", gen, "\"done\":true"},
-      {"oasisd_compat", true, "/api/generate", gen, "\"done\":true"},
-      {"oasisd_wait", true, "/v1/trials?wait=30", R"({"model":"bench:latest","request":{"prompt":"hi"},"run":"bench"})",
+      {"direct", rig.ollama(), true, "/api/generate", gen, "\"done\":true"},
+      {"oasisd_compat", rig.oasisd(), false, "/api/generate", gen, "\"done\":true"},
+      {"oasisd_wait", rig.oasisd(), false, "/v1/trials?wait=30", R"({"model":"bench:latest","request":{"prompt":"hi"},"run":"bench"})",
        "\"state\":\"succeeded\""},
   };
+  if (a.floors) {
+    modes.push_back({"floor_relay", relay->target(), false, "/api/generate", gen, "\"done\":true"});
+    modes.push_back({"floor_memstore_compat", memstore->oasisd(), false, "/api/generate", gen, "\"done\":true"});
+  }
   // Warm up: the model loads on first use; every path once, then a short burst each.
   for (auto& m : modes) {
     Sample s;
-    runClients(m.viaOasisd ? rig.oasisd() : rig.ollama(), m, 1, 0.3, s);
+    runClients(m.target, m, 1, 0.3, s);
     if (s.latUs.empty()) throw std::runtime_error("warm-up of " + m.name + " failed: " + s.firstError);
   }
   json out;
@@ -219,12 +246,12 @@ int overhead(const Args& a) {
   bool ok = true;
   std::printf("overhead: instant generation (fake-ollama, 1 token, load 0 ms), %d rounds x %.1f s per mode, interleaved\n",
               a.rounds, a.seconds);
-  std::printf("  %-5s %-15s %9s %9s %9s %11s %9s %8s\n", "conc", "mode", "p50 ms", "p99 ms", "req/s", "added p50", "tput %",
+  std::printf("  %-5s %-22s %9s %9s %9s %11s %9s %8s\n", "conc", "mode", "p50 ms", "p99 ms", "req/s", "added p50", "tput %",
               "errors");
   for (int conc : {1, 4}) {
     std::map<std::string, Sample> samples;
     for (int r = 0; r < a.rounds; ++r)
-      for (auto& m : modes) runClients(m.viaOasisd ? rig.oasisd() : rig.ollama(), m, conc, a.seconds, samples[m.name]);
+      for (auto& m : modes) runClients(m.target, m, conc, a.seconds, samples[m.name]);
     auto& d = samples["direct"];
     double directP50 = pct(d.latUs, 50) / 1000, directTput = static_cast<double>(d.latUs.size()) / d.seconds;
     json c;
@@ -236,14 +263,14 @@ int overhead(const Args& a) {
                 {"errors", s.errors}};
       if (!s.firstError.empty()) j["first_error"] = s.firstError;
       if (s.errors) ok = false;
-      if (m.viaOasisd) {
+      if (!m.baseline) {
         j["added_p50_ms"] = p50 - directP50;
         j["throughput_ratio"] = tput / directTput;
       }
       c[m.name] = j;
-      std::printf("  %-5d %-15s %9.3f %9.3f %9.0f %11s %8s %8ld\n", conc, m.name.c_str(), p50, p99, tput,
-                  m.viaOasisd ? (std::to_string(p50 - directP50).substr(0, 6) + " ms").c_str() : "-",
-                  m.viaOasisd ? (std::to_string(static_cast<int>(tput / directTput * 100 + 0.5)) + "%").c_str() : "-",
+      std::printf("  %-5d %-22s %9.3f %9.3f %9.0f %11s %8s %8ld\n", conc, m.name.c_str(), p50, p99, tput,
+                  !m.baseline ? (std::to_string(p50 - directP50).substr(0, 6) + " ms").c_str() : "-",
+                  !m.baseline ? (std::to_string(static_cast<int>(tput / directTput * 100 + 0.5)) + "%").c_str() : "-",
                   s.errors);
       if (s.errors) std::printf("        first error: %s\n", s.firstError.c_str());
     }
@@ -359,7 +386,7 @@ int scale(const Args& a) {
 
 [[noreturn]] void usage() {
   std::cerr << "usage: oasis-bench overhead|scale --oasisd BIN --fake BIN [--json OUT] [--seconds S] [--rounds R]\n"
-               "                   [--sizes N,N,...] [--batch N] [--no-keys] [--dispatch-window S]\n";
+               "                   [--no-floors] [--sizes N,N,...] [--batch N] [--no-keys] [--dispatch-window S]\n";
   std::exit(2);
 }
 
@@ -383,6 +410,7 @@ int main(int argc, char** argv) {
     else if (k == "--rounds") a.rounds = std::stoi(next());
     else if (k == "--batch") a.batch = std::stoi(next());
     else if (k == "--no-keys") a.keys = false;
+    else if (k == "--no-floors") a.floors = false;
     else if (k == "--dispatch-window") a.dispatchWindowS = std::stod(next());
     else if (k == "--sizes") {
       a.sizes.clear();
@@ -392,6 +420,11 @@ int main(int argc, char** argv) {
     } else usage();
   }
   if (a.oasisd.empty() || a.fake.empty()) usage();
+  for (auto* bin : {&a.oasisd, &a.fake})
+    if (::access(bin->c_str(), X_OK) != 0) {
+      std::cerr << "oasis-bench: " << *bin << " is not an executable\n";
+      return 2;
+    }
   try {
     if (a.mode == "overhead") return overhead(a);
     if (a.mode == "scale") return scale(a);

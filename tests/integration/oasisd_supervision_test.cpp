@@ -281,4 +281,9 @@ TEST_CASE("Attach mode: finds the server's pid from its port, kills a wedged run
     auto st = d.get("/v1/status");
     return st["server"]["up"] == true;
   }, 3s, 200ms));
+  // Whoever runs serve starts it again on the same port: oasisd follows the new process (it
+  // looks the pid up again once the server was down, not only the first time).
+  FakeOllama again({{"OLLAMA_HOST", "127.0.0.1:" + std::to_string(fo.port())}});
+  REQUIRE(again.port() == fo.port());
+  CHECK(d.waitForStatus([&](const json& s) { return s["server"]["up"] == true && s["server"]["pid"] == again.pid(); }, 20s));
 }
