@@ -128,6 +128,15 @@ class Store {
     bool existed;
   };
   std::vector<Inserted> insertTrials(const std::vector<NewTrial>& trials, WallTime now);
+  // A submit that may start at once: the trial is written already `running`, with its first
+  // attempt, instead of `queued` and then moved (which touches the queue's index and reads
+  // the attempt number back). attemptId is 0 when the key named an existing trial, which is
+  // returned as it is and not started.
+  struct InsertedStarted {
+    Inserted trial;
+    std::int64_t attemptId = 0;
+  };
+  InsertedStarted insertStartedTrial(const NewTrial& t, WallTime now);
 
   std::optional<TrialRow> trial(std::int64_t id, bool withAttempts = true);
   std::vector<TrialRow> listTrials(const std::optional<std::string>& run, const std::optional<std::string>& state,
@@ -158,6 +167,14 @@ class Store {
   std::vector<AttemptRow> attemptsBetween(WallTime from, WallTime to);
   // Just the state ("" if there is no such trial): cheap polling, no JSON columns parsed.
   std::string trialState(std::int64_t trialId);
+  // How a trial ended, for a caller that relays it: the response as the stored JSON text (no
+  // parse and re-serialisation) and the last error.
+  struct TrialOutcome {
+    std::string state;
+    std::optional<std::string> error;
+    std::string responseText;  // "" unless it succeeded
+  };
+  std::optional<TrialOutcome> trialOutcome(std::int64_t trialId);
 
  private:
   void migrate();

@@ -79,8 +79,21 @@ void TrialService::dispatch() {
   spawn(std::move(started));
 }
 
-std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Database::Transaction>& tx,
-                                                                std::vector<TrialRow>* known) {
+bool TrialService::mayStartNow(const std::string& model) {
+  return !stopped_ && static_cast<int>(inflight_.size()) < maxConcurrency_ && hooks_.dispatchAllowed("") &&
+         hooks_.dispatchAllowed(model);
+}
+
+TrialService::Started TrialService::track(TrialRow trial, std::int64_t attemptId) {
+  InFlight f;
+  f.trialId = trial.id;
+  f.attemptId = attemptId;
+  f.model = trial.model;
+  inflight_[attemptId] = f;
+  return {std::move(trial), attemptId};
+}
+
+std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Database::Transaction>& tx) {
   std::vector<Started> started;
   if (stopped_) return started;
   int free = maxConcurrency_ - static_cast<int>(inflight_.size());
@@ -88,13 +101,12 @@ std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Dat
   if (!hooks_.dispatchAllowed("")) return started;
   // Every attempt's end kicks a dispatch: with nothing queued (the counts are exact), there is
   // nothing to look up.
-  if (!known && store_.queuedCount() == 0) return started;
+  if (store_.queuedCount() == 0) return started;
   // Models paused for recovery, and trials in retry backoff, are skipped.
   std::vector<std::string> excluded;
   auto now = clock_.steadyNow();
   std::optional<SteadyTime> nextRetry;
-  auto candidates = known ? std::move(*known)
-                          : store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
+  auto candidates = store_.nextQueued(free + static_cast<int>(notBefore_.size()) + 8, excluded);
   for (auto& t : candidates) {
     if (free <= 0) break;
     if (!hooks_.dispatchAllowed(t.model)) continue;
@@ -115,13 +127,8 @@ std::vector<TrialService::Started> TrialService::startRunnable(std::optional<Dat
       spdlog::error("cannot start attempt for trial {}: {}", t.id, e.what());
       continue;
     }
-    InFlight f;
-    f.trialId = t.id;
-    f.attemptId = attemptId;
-    f.model = t.model;
-    inflight_[attemptId] = f;
     --free;
-    started.push_back({std::move(t), attemptId});
+    started.push_back(track(std::move(t), attemptId));
   }
   if (nextRetry) {
     retryTimer_.expires_at(net::steady_timer::clock_type::now() +
@@ -381,8 +388,7 @@ net::awaitable<void> TrialService::runAttempt(TrialRow trial, std::int64_t attem
     // again (a duplicate success).
     Database::Transaction tx(store_.db());
     store_.finishAttempt(row);
-    auto current = store_.trial(trial.id, false);
-    bool stillOurs = current && current->state == "running";
+    bool stillOurs = store_.trialState(trial.id) == "running";
     if (!stillOurs) {
       // Cancelled meanwhile: the trial already ended in the store.
     } else if (outcome == "ok") {
@@ -444,28 +450,31 @@ std::vector<TrialService::Started> TrialService::insertAndStart(const std::vecto
   std::vector<Started> started;
   try {
     Database::Transaction tx(store_.db());
-    const bool queueWasEmpty = store_.queuedCount() == 0;
-    ids = store_.insertTrials(news, now);
-    // One new trial and nothing queued before it: it is the queue, so the dispatcher's query
-    // would only read back the row just written.
-    std::vector<TrialRow> fresh;
-    if (queueWasEmpty && news.size() == 1 && !ids[0].existed) {
-      TrialRow t;
-      t.id = ids[0].id;
-      t.run = news[0].run;
-      t.key = news[0].key;
-      t.model = news[0].model;
-      t.kind = news[0].kind;
-      t.request = news[0].request;
-      t.state = "queued";
-      t.maxAttempts = news[0].maxAttempts;
-      t.submittedAt = now;
-      t.specHash = news[0].specHash;
-      fresh.push_back(std::move(t));
+    if (news.size() == 1 && store_.queuedCount() == 0 && mayStartNow(news[0].model)) {
+      // Nothing queued before it and a free slot: the dispatcher would start exactly this trial,
+      // so it is written already running, with its first attempt.
+      auto r = store_.insertStartedTrial(news[0], now);
+      ids = {r.trial};
+      if (r.attemptId) {
+        TrialRow t;
+        t.id = r.trial.id;
+        t.run = news[0].run;
+        t.key = news[0].key;
+        t.model = news[0].model;
+        t.kind = news[0].kind;
+        t.request = news[0].request;
+        t.state = "running";
+        t.maxAttempts = news[0].maxAttempts;
+        t.submittedAt = now;
+        t.specHash = news[0].specHash;
+        started.push_back(track(std::move(t), r.attemptId));
+      }
+    } else {
+      ids = store_.insertTrials(news, now);
+      std::optional<Database::Transaction> inner;
+      started = startRunnable(inner);
+      if (inner) inner->commit();
     }
-    std::optional<Database::Transaction> inner;
-    if (!stopped_) started = startRunnable(inner, fresh.empty() ? nullptr : &fresh);
-    if (inner) inner->commit();
     tx.commit();
   } catch (...) {
     abandon(started);
@@ -683,7 +692,7 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
   // The whole call is bounded: every attempt may take request_timeout_s plus backoff.
   auto bound = ms(config_.requestTimeoutS * config_.maxAttempts + config_.retry.maxBackoffS * config_.maxAttempts + 60);
   auto deadline = std::chrono::steady_clock::now() + bound;
-  std::optional<TrialRow> end;
+  std::optional<Store::TrialOutcome> end;
   bool began = false;
   for (;;) {
     if (w.clientGone()) break;
@@ -698,7 +707,7 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
     auto state = store_.trialState(id);
     if (state.empty() || state == "succeeded" || state == "failed" || state == "cancelled") {
       if (stream && !pipe->chunks.empty()) continue;
-      end = store_.trial(id, false);
+      end = store_.trialOutcome(id);
       break;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
@@ -726,11 +735,10 @@ net::awaitable<void> TrialService::handleCompat(http::ServerRequest& req, http::
   }
   if (end->state == "succeeded") {
     if (!stream) {
-      std::string text = end->response.dump(-1, ' ', false, json::error_handler_t::replace);
-      co_await w.send(200, std::move(text), "application/json; charset=utf-8", {});
+      co_await w.send(200, std::move(end->responseText), "application/json; charset=utf-8", {});
     } else if (!began) {
       // Defensive: a success with no chunk seen (should not happen): send the final object.
-      std::string text = end->response.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+      std::string text = std::move(end->responseText) + "\n";
       co_await w.beginStream(200, "application/x-ndjson");
       co_await w.writeChunk(std::move(text));
     }

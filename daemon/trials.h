@@ -88,8 +88,11 @@ class TrialService {
   void dispatch();
   // Starts in the store (and in inflight_) what may run now; `tx` is opened before the first
   // start, nested in the caller's transaction if there is one. Spawned only after the commit.
-  // `known`: the queue's head when the caller knows it (taken), instead of asking the store.
-  std::vector<Started> startRunnable(std::optional<Database::Transaction>& tx, std::vector<TrialRow>* known = nullptr);
+  std::vector<Started> startRunnable(std::optional<Database::Transaction>& tx);
+  // A slot is free and dispatch is allowed for `model` (nothing else considered).
+  bool mayStartNow(const std::string& model);
+  // Records a started attempt in inflight_.
+  Started track(TrialRow trial, std::int64_t attemptId);
   void spawn(std::vector<Started> started);
   void abandon(const std::vector<Started>& started);  // their transaction rolled back
   // A submit: inserts `news` and starts what may run now, in one transaction.

@@ -32,11 +32,80 @@ TEST_CASE("store: migrations run once and use WAL on disk", "[store]") {
   test::TempDir dir;
   {
     Store s(dir.file("a.db"));
-    CHECK(s.schemaVersion() == 3);
+    CHECK(s.schemaVersion() == 4);
     CHECK(s.db().journalMode() == "wal");
   }
   Store again(dir.file("a.db"));
-  CHECK(again.schemaVersion() == 3);
+  CHECK(again.schemaVersion() == 4);
+  // Migration 4: attempts still running (ended_at NULL) are not in the window index.
+  auto sql = again.db().prepare("SELECT sql FROM sqlite_master WHERE name = 'attempts_ended'");
+  REQUIRE(sql.step());
+  CHECK(sql.getText(0).find("WHERE ended_at IS NOT NULL") != std::string::npos);
+  auto plan = again.db().prepare(
+      "EXPLAIN QUERY PLAN SELECT ended_at, outcome, latency_ms FROM attempts WHERE ended_at >= 1 AND ended_at < 2");
+  std::string steps;
+  while (plan.step()) steps += plan.getText(3) + "\n";
+  CHECK(steps.find("USING INDEX attempts_ended") != std::string::npos);
+}
+
+TEST_CASE("store: a submit that starts at once is written running, with its first attempt", "[store]") {
+  test::TempDir dir;
+  ManualClock clock;
+  Store s(dir.file("s.db"));
+  auto r = s.insertStartedTrial(spec("r", "k1"), clock.wallNow());
+  CHECK_FALSE(r.trial.existed);
+  REQUIRE(r.attemptId > 0);
+  auto t = s.trial(r.trial.id);
+  REQUIRE(t);
+  CHECK(t->state == "running");
+  CHECK(t->attemptsUsed == 0);
+  REQUIRE(t->attempts.size() == 1);
+  CHECK(t->attempts[0].id == r.attemptId);
+  CHECK(t->attempts[0].n == 1);
+  CHECK(t->attempts[0].outcome == "running");
+  CHECK(s.counts().running == 1);
+  CHECK(s.counts().queued == 0);
+  CHECK(s.nextQueued(10, {}).empty());
+  {
+    Store recount(dir.file("s.db"));  // a second connection counts with GROUP BY
+    CHECK(recount.counts().running == 1);
+    CHECK(recount.counts().queued == 0);
+  }
+  // The same key again: the existing trial, not started a second time; another body conflicts.
+  auto again = s.insertStartedTrial(spec("r", "k1"), clock.wallNow());
+  CHECK(again.trial.existed);
+  CHECK(again.trial.id == r.trial.id);
+  CHECK(again.attemptId == 0);
+  CHECK(s.trial(r.trial.id)->attempts.size() == 1);
+  CHECK_THROWS_AS(s.insertStartedTrial(spec("r", "k1", "other"), clock.wallNow()), Store::KeyConflict);
+  CHECK(s.counts().running == 1);
+  // It ends like any started trial, and a crash while it runs requeues it.
+  auto second = s.insertStartedTrial(spec("r"), clock.wallNow());
+  CHECK(s.recoverInterrupted(clock.wallNow()) == 2);
+  CHECK(s.trial(second.trial.id)->state == "queued");
+}
+
+TEST_CASE("store: trialOutcome gives the stored response text and the last error", "[store]") {
+  Store s(":memory:");
+  ManualClock clock;
+  auto ok = s.insertStartedTrial(spec("r"), clock.wallNow());
+  auto bad = s.insertStartedTrial(spec("r"), clock.wallNow());
+  auto queued = s.insertTrials({spec("r")}, clock.wallNow())[0].id;
+  nlohmann::json response = {{"model", "tiny:latest"}, {"response", "caf\u00e9"}, {"done", true}};
+  s.markTrialSucceeded(ok.trial.id, clock.wallNow(), response, true);
+  s.markTrialFailed(bad.trial.id, clock.wallNow(), "model 'x' not found", true);
+  auto o = s.trialOutcome(ok.trial.id);
+  REQUIRE(o);
+  CHECK(o->state == "succeeded");
+  CHECK_FALSE(o->error);
+  CHECK(nlohmann::json::parse(o->responseText) == response);
+  auto f = s.trialOutcome(bad.trial.id);
+  REQUIRE(f);
+  CHECK(f->state == "failed");
+  CHECK(f->error == "model 'x' not found");
+  CHECK(f->responseText.empty());
+  CHECK(s.trialOutcome(queued)->state == "queued");
+  CHECK_FALSE(s.trialOutcome(queued + 100));
 }
 
 TEST_CASE("store: idempotency keys return the same trial or conflict", "[store]") {
