@@ -1,7 +1,8 @@
 // oasis-bench: oasisd's overhead and scale benchmarks (issues 4 and 6), against fake-ollama with
 // instant generation. Prints a human summary and writes JSON for scripts/bench.sh.
 //
-//   oasis-bench overhead --oasisd BIN --fake BIN [--seconds S] [--rounds R] [--no-floors] [--json OUT]
+//   oasis-bench overhead --oasisd BIN --fake BIN [--seconds S] [--rounds R] [--no-floors] [--no-context]
+//                        [--json OUT]
 //   oasis-bench scale    --oasisd BIN --fake BIN [--sizes 10000,100000,1000000] [--json OUT]
 //
 // overhead: the same emulator process is measured directly (TCP, as a client of Ollama would)
@@ -10,7 +11,8 @@
 // work on the machine falls on all of them alike; ratios are therefore side by side. Two floors
 // are measured with them (unless --no-floors): a bare relay, which is the hop any proxy adds, and
 // a second oasisd with its store in memory attached to the same emulator, which is oasisd without
-// its storage I/O.
+// its storage I/O. For context (unless --no-context), the direct and compat modes once more with a
+// model that takes 20 ms per call, still far shorter than any real model call.
 // scale: a fresh oasisd per size, dispatch paused while the trials are submitted in batches,
 // then status/timeline latency, RSS and database size with everything queued, then dispatch.
 #include <algorithm>
@@ -40,6 +42,7 @@ struct Args {
   int batch = 5000;
   bool keys = true;
   bool floors = true;
+  bool context = true;
   double dispatchWindowS = 8;
 };
 
@@ -90,12 +93,15 @@ class Rig {
     port_ = options.attachPort ? options.attachPort : freeTcpPort();
     socket_ = dir_ + "/oasisd.sock";
     db_ = options.db.empty() ? dir_ + "/oasisd.db" : options.db;
+    // bench:latest answers at once (the targets' case); bench-20ms:latest takes 20 tokens at
+    // 1,000 tokens/s, still far shorter than any real model call, for context.
     json catalog = {{"models",
-                     {{{"name", "bench:latest"},
+                     {{{"name", "bench:latest"}, {"size", 50000000}, {"load_ms", 0}, {"tokens_per_s", 1e9}, {"num_predict", 1}},
+                      {{"name", "bench-20ms:latest"},
                        {"size", 50000000},
                        {"load_ms", 0},
-                       {"tokens_per_s", 1e9},
-                       {"num_predict", 1}}}}};
+                       {"tokens_per_s", 1000},
+                       {"num_predict", 20}}}}};
     std::ofstream(dir_ + "/models.json") << catalog.dump();
     std::ofstream(dir_ + "/vm_stat.txt") << vmStatPlentiful();
     json cfg = {
@@ -162,7 +168,7 @@ class Rig {
 struct ModeSpec {
   std::string name;
   Target target;
-  bool baseline;  // direct: what the other modes are compared with
+  std::string reference;  // the direct mode this one is compared with; "" for a direct mode
   std::string path, body, mustContain;
 };
 
@@ -225,15 +231,20 @@ int overhead(const Args& a) {
     relay.emplace(rig.dir() + "/relay.sock", rig.ollama());
     memstore.emplace(a, json::object(), RigOptions{rig.ollamaPort(), ":memory:"});
   }
+  const std::string gen20 = R"({"model":"bench-20ms:latest","prompt":"hi","stream":false})";
   std::vector<ModeSpec> modes = {
-      {"direct", rig.ollama(), true, "/api/generate", gen, "\"done\":true"},
-      {"oasisd_compat", rig.oasisd(), false, "/api/generate", gen, "\"done\":true"},
-      {"oasisd_wait", rig.oasisd(), false, "/v1/trials?wait=30", R"({"model":"bench:latest","request":{"prompt":"hi"},"run":"bench"})",
-       "\"state\":\"succeeded\""},
+      {"direct", rig.ollama(), "", "/api/generate", gen, "\"done\":true"},
+      {"oasisd_compat", rig.oasisd(), "direct", "/api/generate", gen, "\"done\":true"},
+      {"oasisd_wait", rig.oasisd(), "direct", "/v1/trials?wait=30",
+       R"({"model":"bench:latest","request":{"prompt":"hi"},"run":"bench"})", "\"state\":\"succeeded\""},
   };
   if (a.floors) {
-    modes.push_back({"floor_relay", relay->target(), false, "/api/generate", gen, "\"done\":true"});
-    modes.push_back({"floor_memstore_compat", memstore->oasisd(), false, "/api/generate", gen, "\"done\":true"});
+    modes.push_back({"floor_relay", relay->target(), "direct", "/api/generate", gen, "\"done\":true"});
+    modes.push_back({"floor_memstore_compat", memstore->oasisd(), "direct", "/api/generate", gen, "\"done\":true"});
+  }
+  if (a.context) {
+    modes.push_back({"direct_20ms", rig.ollama(), "", "/api/generate", gen20, "\"done\":true"});
+    modes.push_back({"oasisd_compat_20ms", rig.oasisd(), "direct_20ms", "/api/generate", gen20, "\"done\":true"});
   }
   // Warm up: the model loads on first use; every path once, then a short burst each.
   for (auto& m : modes) {
@@ -252,25 +263,30 @@ int overhead(const Args& a) {
     std::map<std::string, Sample> samples;
     for (int r = 0; r < a.rounds; ++r)
       for (auto& m : modes) runClients(m.target, m, conc, a.seconds, samples[m.name]);
-    auto& d = samples["direct"];
-    double directP50 = pct(d.latUs, 50) / 1000, directTput = static_cast<double>(d.latUs.size()) / d.seconds;
     json c;
     for (auto& m : modes) {
       auto& s = samples[m.name];
       double p50 = pct(s.latUs, 50) / 1000, p99 = pct(s.latUs, 99) / 1000;
       double tput = static_cast<double>(s.latUs.size()) / s.seconds;
+      const bool compared = !m.reference.empty();
+      double directP50 = 0, directTput = 1;
+      if (compared) {
+        auto& d = samples[m.reference];
+        directP50 = pct(d.latUs, 50) / 1000;
+        directTput = static_cast<double>(d.latUs.size()) / d.seconds;
+      }
       json j = {{"p50_ms", p50}, {"p99_ms", p99}, {"throughput_per_s", tput}, {"requests", s.latUs.size()},
                 {"errors", s.errors}};
       if (!s.firstError.empty()) j["first_error"] = s.firstError;
       if (s.errors) ok = false;
-      if (!m.baseline) {
+      if (compared) {
         j["added_p50_ms"] = p50 - directP50;
         j["throughput_ratio"] = tput / directTput;
       }
       c[m.name] = j;
       std::printf("  %-5d %-22s %9.3f %9.3f %9.0f %11s %8s %8ld\n", conc, m.name.c_str(), p50, p99, tput,
-                  !m.baseline ? (std::to_string(p50 - directP50).substr(0, 6) + " ms").c_str() : "-",
-                  !m.baseline ? (std::to_string(static_cast<int>(tput / directTput * 100 + 0.5)) + "%").c_str() : "-",
+                  compared ? (std::to_string(p50 - directP50).substr(0, 6) + " ms").c_str() : "-",
+                  compared ? (std::to_string(static_cast<int>(tput / directTput * 100 + 0.5)) + "%").c_str() : "-",
                   s.errors);
       if (s.errors) std::printf("        first error: %s\n", s.firstError.c_str());
     }
@@ -386,7 +402,7 @@ int scale(const Args& a) {
 
 [[noreturn]] void usage() {
   std::cerr << "usage: oasis-bench overhead|scale --oasisd BIN --fake BIN [--json OUT] [--seconds S] [--rounds R]\n"
-               "                   [--no-floors] [--sizes N,N,...] [--batch N] [--no-keys] [--dispatch-window S]\n";
+               "                   [--no-floors] [--no-context] [--sizes N,N,...] [--batch N] [--no-keys] [--dispatch-window S]\n";
   std::exit(2);
 }
 
@@ -411,6 +427,7 @@ int main(int argc, char** argv) {
     else if (k == "--batch") a.batch = std::stoi(next());
     else if (k == "--no-keys") a.keys = false;
     else if (k == "--no-floors") a.floors = false;
+    else if (k == "--no-context") a.context = false;
     else if (k == "--dispatch-window") a.dispatchWindowS = std::stod(next());
     else if (k == "--sizes") {
       a.sizes.clear();

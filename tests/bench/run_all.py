@@ -96,6 +96,15 @@ def main():
                     m["added_p50_ms"] <= 0.5 and m["errors"] == 0)
                 add("overhead", f"c={c} {label}: throughput vs direct", m["throughput_ratio"], ">= 0.80",
                     m["throughput_ratio"] >= 0.80 and m["errors"] == 0, "{:.2f}")
+            # Floors (no target): what any proxy adds, and oasisd without its storage I/O; and, for
+            # context, the same overhead on calls that take 20 ms instead of 0.4.
+            for mode, label in (("floor_relay", "floor: bare relay"),
+                                ("floor_memstore_compat", "floor: oasisd, store in memory"),
+                                ("oasisd_compat_20ms", "context: 20 ms calls, /api/generate")):
+                m = blk.get(mode)
+                if m:
+                    add("overhead", f"c={c} {label}: added p50 ms / tput",
+                        f"{m['added_p50_ms']:.3f} ms, {m['throughput_ratio']:.2f}", "-", None)
     else:
         add("overhead", "overhead benchmark", None, "ran", False)
     by_size = {s["trials"]: s for s in (scale or [])}
