@@ -38,6 +38,16 @@ bool modelListed(const json& status, const std::string& model) {
   return false;
 }
 
+// Serve up and tiny:latest loaded by one generation: the serve's and the runner's pids.
+std::pair<int, int> loadedPids(const Oasisd& d) {
+  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
+  auto r = ollamaPost(d, "/api/generate", {{"model", "tiny:latest"}, {"prompt", "hi"}, {"stream", false}});
+  REQUIRE(r.status == 200);
+  REQUIRE(d.waitForStatus([](const json& s) { return modelListed(s, "tiny:latest") && s["models"][0]["runner"].is_object(); }, 10s));
+  auto status = d.get("/v1/status");
+  return {status["server"]["pid"].get<int>(), status["models"][0]["runner"]["pid"].get<int>()};
+}
+
 }  // namespace
 
 TEST_CASE("oasisd launches serve, reports it, and stops it with its runners", "[oasisd][supervision]") {
@@ -122,13 +132,7 @@ TEST_CASE("False-positive guard: a slow but progressing generation past expires_
 
 TEST_CASE("Wedged scheduler: ps_hang gets serve restarted and its runners reaped", "[oasisd][supervision][wedge]") {
   Oasisd d(json{{"ollama", {{"ps_timeout_s", 0.5}, {"wedge_after_ps_failures", 2}, {"stop_timeout_s", 2}}}});
-  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
-  auto r = ollamaPost(d, "/api/generate", {{"model", "tiny:latest"}, {"prompt", "hi"}, {"stream", false}});
-  REQUIRE(r.status == 200);
-  REQUIRE(d.waitForStatus([](const json& s) { return modelListed(s, "tiny:latest") && s["models"][0]["runner"].is_object(); }, 10s));
-  auto before = d.get("/v1/status");
-  int oldServe = before["server"]["pid"].get<int>();
-  int oldRunner = before["models"][0]["runner"]["pid"].get<int>();
+  auto [oldServe, oldRunner] = loadedPids(d);
   setFaults(d, {{"ps_hang", true}});
   REQUIRE(d.waitForStatus([&](const json& s) { return s["server"]["pid"].is_number() && s["server"]["pid"] != oldServe && s["server"]["up"] == true; }, 30s));
   CHECK(waitFor([&] { return !processAlive(oldServe) && !processAlive(oldRunner); }, 10s));
@@ -137,13 +141,7 @@ TEST_CASE("Wedged scheduler: ps_hang gets serve restarted and its runners reaped
 
 TEST_CASE("serve crash: the runners it orphaned are killed before the relaunch", "[oasisd][supervision][crash]") {
   Oasisd d(json{{"ollama", {{"restart", {{"initial_backoff_s", 0.1}, {"max_backoff_s", 0.2}}}}}});
-  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
-  auto r = ollamaPost(d, "/api/generate", {{"model", "tiny:latest"}, {"prompt", "hi"}, {"stream", false}});
-  REQUIRE(r.status == 200);
-  REQUIRE(d.waitForStatus([](const json& s) { return modelListed(s, "tiny:latest") && s["models"][0]["runner"].is_object(); }, 10s));
-  auto before = d.get("/v1/status");
-  int oldServe = before["server"]["pid"].get<int>();
-  int oldRunner = before["models"][0]["runner"]["pid"].get<int>();
+  auto [oldServe, oldRunner] = loadedPids(d);
   setFaults(d, {{"serve_exit", 1}});  // serve exits on its own; its runner is orphaned, still running
   REQUIRE(d.waitForStatus([&](const json& s) { return s["server"]["pid"].is_number() && s["server"]["pid"] != oldServe && s["server"]["up"] == true; }, 20s));
   // Well before the emulator's own 60 s orphan watchdog would end it.
