@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "daemon/daemon.h"
+#include "daemon/service_notify.h"
 #include "daemon/paths.h"
 
 namespace {
@@ -102,6 +103,12 @@ int main(int argc, char** argv) {
   options.configPath = configPath.value_or("");
   if (simulateAppleSilicon) options.appleSiliconOverride = true;
 
+  // Before anything is launched: a managed serve must not inherit systemd's notify socket.
+  const auto notifier = oasis::ServiceNotifier::fromEnvironment();
+  auto notify = [&notifier](const std::string& state) {
+    if (auto st = notifier.send(state); !st) spdlog::warn("{}", st.error().message);
+  };
+
   boost::asio::io_context ioc;
   // Block SIGCHLD's default handling through Asio (the server process watcher waits on it).
   oasis::Daemon daemon(ioc, config, options);
@@ -109,6 +116,8 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", st.error().message);
     return kExitCantStart;
   }
+  // The API socket listens from here on (connections wait in its backlog until run()).
+  notify("READY=1\nSTATUS=serving on " + options.socketPath);
 
   boost::asio::signal_set stopSignals(ioc, SIGTERM, SIGINT);
   boost::asio::signal_set hup(ioc, SIGHUP);
@@ -116,7 +125,9 @@ int main(int argc, char** argv) {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
       spdlog::info("SIGHUP: reloading config");
+      notify("RELOADING=1");
       daemon.reload();
+      notify("READY=1");
       waitHup();
     });
   };
@@ -124,6 +135,7 @@ int main(int argc, char** argv) {
   stopSignals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("received {}, shutting down", strsignal(sig));
+    notify("STOPPING=1");
     daemon.shutdown([&] {
       hup.cancel();
       ioc.stop();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the service file templates: the LaunchAgent plist parses as an XML plist once its
 @HOME@/@BIN@ placeholders are filled in, and has the keys launchd needs with the values we rely
-on; the systemd unit restarts on failure only. What `oasisctl install` renders from them (and
+on; the systemd unit restarts on failure only and waits for oasisd's READY=1. What `oasisctl install` renders from them (and
 the paths it creates) is checked by the oasisctl integration tests."""
 import os
 import plistlib
@@ -46,6 +46,9 @@ check('"bootstrap"' in ctl and '"bootout"' in ctl and '"kickstart", "-k"' in ctl
 unit = open(os.path.join(root, "etc", "oasisd.service")).read()
 check(re.search(r"^Restart=on-failure$", unit, re.M) is not None, "systemd Restart=on-failure")
 check(re.search(r"^ExecStart=\S+/oasisd --config ", unit, re.M) is not None, "systemd ExecStart")
+main = open(os.path.join(root, "daemon", "oasisd_main.cpp")).read()
+check(re.search(r"^Type=notify$", unit, re.M) is not None and re.search(r"^NotifyAccess=main$", unit, re.M) is not None
+      and 'notify("READY=1' in main, "systemd Type=notify, and oasisd says READY=1")
 
 if failures:
     print("service files: FAILED: " + "; ".join(failures))

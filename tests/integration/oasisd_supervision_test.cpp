@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include "catch.h"
+#include "daemon/platform/platform.h"
 #include "support/fake_ollama.h"
+#include "support/notify_listener.h"
 #include "support/oasisd.h"
 
 using namespace oasis;
@@ -284,4 +286,26 @@ TEST_CASE("Attach mode: finds the server's pid from its port, kills a wedged run
   FakeOllama again({{"OLLAMA_HOST", "127.0.0.1:" + std::to_string(fo.port())}});
   REQUIRE(again.port() == fo.port());
   CHECK(d.waitForStatus([&](const json& s) { return s["server"]["up"] == true && s["server"]["pid"] == again.pid(); }, 20s));
+}
+
+TEST_CASE("systemd Type=notify: READY once the API serves, RELOADING around SIGHUP, STOPPING at the end",
+          "[oasisd][supervision][notify]") {
+  TempDir dir;
+  auto address = parseNotifySocket(dir.file("notify"));
+  REQUIRE(address);
+  NotifyListener systemd(*address);
+  Oasisd d(json::object(), {}, {"NOTIFY_SOCKET=" + dir.file("notify")});
+  auto ready = systemd.next(20s);
+  CHECK(ready == "READY=1\nSTATUS=serving on " + d.socket());
+  CHECK(d.get("/v1/status")["pid"] == d.pid());  // it serves, as READY said
+  REQUIRE(d.waitForStatus([](const json& s) { return s["server"]["up"] == true; }, 20s));
+  // The managed serve does not inherit the socket (it could otherwise speak for oasisd).
+  auto serveEnv = platform::readEnvironment(servePid(d));
+  REQUIRE(serveEnv);
+  CHECK(serveEnv->count("NOTIFY_SOCKET") == 0);
+  ::kill(d.pid(), SIGHUP);
+  CHECK(systemd.next(10s) == "RELOADING=1");
+  CHECK(systemd.next(10s) == "READY=1");
+  CHECK(d.stop() == 0);
+  CHECK(systemd.next() == "STOPPING=1");
 }
