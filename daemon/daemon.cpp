@@ -583,7 +583,7 @@ net::awaitable<void> Daemon::probeOnce() {
   bool healthy = h.ok() && h->status == 200;
   if (stopping_) co_return;
   if (restarting_) co_return;
-  if (config_.ollama.mode == OllamaConfig::Mode::Attach && healthy) refreshAttachedPid(!serverUp_);
+  if (config_.ollama.mode == OllamaConfig::Mode::Attach) refreshAttachedPid(healthy);
   executeServer(serverPolicy_.onHealth(healthy, now()));
   if (!healthy) {
     serverUp_ = false;
@@ -635,16 +635,16 @@ net::awaitable<void> Daemon::probeOnce() {
   }
 }
 
-// Which process serves the attached port. The lookup reads every TCP socket on the host (on
-// Linux /proc/net/tcp, whose read walks the kernel's whole connection table: 20-30 ms of
-// system time once a busy server has left thousands of TIME_WAIT entries) and every process's
-// descriptors, so it runs only when the server is new to us: none known yet, the one we knew
-// has exited or its pid now names another process, or the server was down since the last probe.
-void Daemon::refreshAttachedPid(bool serverWasDown) {
-  if (attachedServe_ && !serverWasDown) {
+// Which process serves the attached port; policy::AttachLookup says when the (costly) lookup
+// runs again.
+void Daemon::refreshAttachedPid(bool healthy) {
+  bool stillKnown = false;
+  if (healthy && attachedServe_) {
     auto info = options_.platform->readProcess(attachedServe_->pid);
-    if (info && !info->zombie && platform::matchesIdentity(*info, *attachedServe_).ok()) return;
+    stillKnown = info && !info->zombie && platform::matchesIdentity(*info, *attachedServe_).ok();
   }
+  if (!attachLookup_.due(healthy, stillKnown, now())) return;
+  attachLookup_.looked(now());
   attachedServe_.reset();
   attachedPid_ = options_.platform->findListeningPid(ollama_.port);
   if (!attachedPid_) return;

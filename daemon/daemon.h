@@ -15,6 +15,7 @@
 #include "common/http.h"
 #include "daemon/memory_source.h"
 #include "daemon/platform/platform.h"
+#include "daemon/policy/attach_lookup.h"
 #include "daemon/policy/memory_policy.h"
 #include "daemon/policy/pause_set.h"
 #include "daemon/policy/recovery_policy.h"
@@ -93,7 +94,7 @@ class Daemon {
   void scheduleProbe();
   void sampleMemory();
   boost::asio::awaitable<void> probeOnce();
-  void refreshAttachedPid(bool serverWasDown);
+  void refreshAttachedPid(bool healthy);
   void refreshRunners(const std::vector<policy::PsModel>& models);
 
   void applyConfig();
@@ -128,6 +129,7 @@ class Daemon {
   std::string flashAttention_ = "unknown";
   std::optional<int> attachedPid_;
   std::optional<platform::ProcessIdentity> attachedServe_;  // attachedPid_'s process, to notice it exiting
+  policy::AttachLookup attachLookup_;
   std::string memoryError_;
   bool restarting_ = false;
   bool stopping_ = false;

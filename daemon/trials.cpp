@@ -476,6 +476,8 @@ std::vector<TrialService::Started> TrialService::insertAndStart(const std::vecto
       if (inner) inner->commit();
     }
     tx.commit();
+  } catch (const Store::KeyConflict&) {
+    throw;  // found before anything was written or counted: no recount of the whole table
   } catch (...) {
     abandon(started);
     store_.forgetCounts();  // the insert's count went with the rollback too

@@ -249,8 +249,11 @@ class Relay {
     a.sun_family = AF_UNIX;
     std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
     ::unlink(path_.c_str());
-    if (listen_ < 0 || ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 64) != 0)
-      throw std::runtime_error("relay: cannot listen on " + path_ + ": " + std::strerror(errno));
+    if (listen_ < 0 || ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 64) != 0) {
+      std::string why = std::strerror(errno);
+      if (listen_ >= 0) ::close(listen_);
+      throw std::runtime_error("relay: cannot listen on " + path_ + ": " + why);
+    }
     acceptor_ = std::thread([this] { acceptLoop(); });
   }
   ~Relay() {
@@ -275,6 +278,10 @@ class Relay {
       int fd = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));  // out of descriptors for now
+          continue;
+        }
         return;  // shut down
       }
       std::lock_guard lock(mu_);

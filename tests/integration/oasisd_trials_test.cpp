@@ -357,14 +357,21 @@ TEST_CASE("The official ollama npm client works unchanged over oasisd's Unix soc
 
 TEST_CASE("Pause with drain false cuts in-flight attempts and they run again uncounted after the resume",
           "[oasisd][trials][pause]") {
-  // A long stall limit: the held attempt can only end because oasisd cuts it.
-  Oasisd d(fastConfig({{"stall_timeout_s", 60}, {"request_timeout_s", 120}}));
+  // A long stall limit: the held attempt can only end because oasisd cuts it. Two runner slots:
+  // the hung generation keeps its slot after the cut (as a real hang does, in the GPU), and the
+  // attempt after the resume takes the other.
+  Oasisd d(fastConfig({{"stall_timeout_s", 60},
+                       {"request_timeout_s", 120},
+                       {"ollama", {{"env", {{"OLLAMA_NUM_PARALLEL", "2"}}}}}}));
   REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
   faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
   auto r = d.request("POST", "/v1/trials", json({{"model", "tiny:latest"}, {"request", {{"prompt", "held"}}}}).dump());
   REQUIRE(r.status == 202);
   auto id = std::to_string(json::parse(r.body)["id"].get<int>());
-  REQUIRE(d.waitForStatus([](const json& s) { return s["trials"]["running"] == 1; }, 20s));
+  // Cut only once the generation hangs: earlier, the cut could also land while the model is
+  // still loading, and whether the runner then reached its hang was a race.
+  REQUIRE(waitFor([&] { return d.log().find("generation hung (sleeping)") != std::string::npos; }, 20s));
+  REQUIRE(d.get("/v1/status")["trials"]["running"] == 1);
 
   auto paused = d.post("/v1/pause", {{"drain", false}});
   CHECK(paused["run"]["state"] == "paused");
@@ -379,7 +386,51 @@ TEST_CASE("Pause with drain false cuts in-flight attempts and they run again unc
   d.post("/v1/resume");
   REQUIRE(waitFor([&] { return d.get("/v1/trials/" + id)["state"] == "succeeded"; }, 20s));
   t = d.get("/v1/trials/" + id);
+  INFO(t.dump(1));
   REQUIRE(t["attempts"].size() == 2);
   CHECK(t["attempts"][1]["outcome"] == "ok");
   CHECK(t["attempts"][1]["counted"] == true);
+}
+
+TEST_CASE("A submit into an empty queue starts at once only when dispatch may: not while paused, not past max_concurrency",
+          "[oasisd][trials][pause]") {
+  // Two runner slots: the generation held below keeps its slot after it is cut (as a real hang
+  // does), and the rest run in the other.
+  Oasisd d(fastConfig({{"max_concurrency", 1},
+                       {"stall_timeout_s", 60},
+                       {"request_timeout_s", 120},
+                       {"ollama", {{"env", {{"OLLAMA_NUM_PARALLEL", "2"}}}}}}));
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  auto submit = [&](const std::string& prompt) {
+    auto r = d.request("POST", "/v1/trials", json({{"model", "tiny:latest"}, {"request", {{"prompt", prompt}}}}).dump());
+    REQUIRE(r.status == 202);
+    return std::to_string(json::parse(r.body)["id"].get<int>());
+  };
+  // Paused: written queued, with no attempt, and it stays so.
+  d.post("/v1/pause", {{"reason", "manual"}});
+  auto whilePaused = submit("paused");
+  auto t = d.get("/v1/trials/" + whilePaused);
+  CHECK(t["state"] == "queued");
+  CHECK(t["attempts"].empty());
+  CHECK_FALSE(waitFor([&] { return d.get("/v1/status")["trials"]["running"] != 0; }, 1s));
+  d.post("/v1/resume");
+  REQUIRE(waitFor([&] { return d.get("/v1/trials/" + whilePaused)["state"] == "succeeded"; }, 20s));
+
+  // The one slot held by a hanging generation: the next submit queues behind it.
+  faults(d, {{"hang_after_tokens", 2}, {"hang_count", 1}});
+  auto held = submit("held");
+  REQUIRE(waitFor([&] { return d.log().find("generation hung (sleeping)") != std::string::npos; }, 20s));
+  REQUIRE(d.get("/v1/status")["trials"]["running"] == 1);
+  auto behind = submit("behind");
+  t = d.get("/v1/trials/" + behind);
+  CHECK(t["state"] == "queued");
+  CHECK(t["attempts"].empty());
+  CHECK(d.get("/v1/status")["trials"]["running"] == 1);
+  // Cutting the held attempt frees the slot; both then end, each once.
+  d.post("/v1/pause", {{"drain", false}});
+  d.post("/v1/resume");
+  REQUIRE(waitFor([&] { return allEnded(d, 3); }, 30s));
+  CHECK(d.get("/v1/trials/" + held)["state"] == "succeeded");
+  CHECK(d.get("/v1/trials/" + behind)["state"] == "succeeded");
+  CHECK(d.get("/v1/trials/" + behind)["attempts"].size() == 1);
 }

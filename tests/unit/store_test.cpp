@@ -52,6 +52,7 @@ TEST_CASE("store: a submit that starts at once is written running, with its firs
   test::TempDir dir;
   ManualClock clock;
   Store s(dir.file("s.db"));
+  CHECK(s.counts().running == 0);  // loaded: from here on every change adjusts them in memory
   auto r = s.insertStartedTrial(spec("r", "k1"), clock.wallNow());
   CHECK_FALSE(r.trial.existed);
   REQUIRE(r.attemptId > 0);
@@ -81,6 +82,7 @@ TEST_CASE("store: a submit that starts at once is written running, with its firs
   CHECK(s.counts().running == 1);
   // It ends like any started trial, and a crash while it runs requeues it.
   auto second = s.insertStartedTrial(spec("r"), clock.wallNow());
+  CHECK(s.counts().running == 2);
   CHECK(s.recoverInterrupted(clock.wallNow()) == 2);
   CHECK(s.trial(second.trial.id)->state == "queued");
 }
