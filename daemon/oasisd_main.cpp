@@ -11,8 +11,8 @@
 
 #include "common/config.h"
 #include "daemon/daemon.h"
-#include "daemon/service_notify.h"
 #include "daemon/paths.h"
+#include "daemon/service_notify.h"
 
 namespace {
 

@@ -1,6 +1,5 @@
 #include "daemon/service_notify.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
