@@ -580,17 +580,20 @@ net::awaitable<void> TrialService::handle(http::ServerRequest& req, http::Respon
       co_return;
     }
     auto id = ids[0].id;
+    std::string state;
     if (waitS) {
       auto t = co_await waitForEnd(id, ms(*waitS), w);
       if (t && (t->state == "succeeded" || t->state == "failed" || t->state == "cancelled")) {
         co_await sendJson(w, 200, t->toJson());
         co_return;
       }
+      if (t) state = t->state;
+    } else {
+      state = store_.trialState(id);  // the state column only: no JSON parsed back
     }
-    auto t = store_.trial(id, false);
     json out;
     out["id"] = id;
-    out["state"] = t ? t->state : "queued";
+    out["state"] = state.empty() ? "queued" : state;
     co_await sendJson(w, 202, out);
     co_return;
   }

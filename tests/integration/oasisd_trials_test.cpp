@@ -434,3 +434,25 @@ TEST_CASE("A submit into an empty queue starts at once only when dispatch may: n
   CHECK(d.get("/v1/trials/" + behind)["state"] == "succeeded");
   CHECK(d.get("/v1/trials/" + behind)["attempts"].size() == 1);
 }
+
+TEST_CASE("?wait that runs out answers 202 with the trial's state, after the wait, and the trial goes on",
+          "[oasisd][trials][api]") {
+  Oasisd d(fastConfig());
+  REQUIRE(d.waitForStatus([](const json& s) { return s["run"]["state"] == "running"; }, 20s));
+  d.post("/v1/pause", {{"reason", "manual"}});
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = d.request("POST", "/v1/trials?wait=0.5", json({{"model", "tiny:latest"}, {"request", {{"prompt", "later"}}}}).dump());
+  auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(r.status == 202);
+  auto body = json::parse(r.body);
+  CHECK(body["state"] == "queued");
+  CHECK_FALSE(body.contains("attempts"));  // not the full record: it has not ended
+  CHECK(waited >= 500ms);
+  // Without ?wait: 202 at once, with the state as stored.
+  auto now = d.request("POST", "/v1/trials", json({{"model", "tiny:latest"}, {"request", {{"prompt", "now"}}}}).dump());
+  CHECK(now.status == 202);
+  CHECK(json::parse(now.body)["state"] == "queued");
+  d.post("/v1/resume");
+  auto id = std::to_string(body["id"].get<int>());
+  CHECK(waitFor([&] { return d.get("/v1/trials/" + id)["state"] == "succeeded"; }, 20s));
+}
