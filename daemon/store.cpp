@@ -344,10 +344,15 @@ std::optional<std::int64_t> findByKey(Statement& find, const Store::NewTrial& t)
   return id;
 }
 
-void bindNewTrial(Statement& ins, const Store::NewTrial& t, double submittedAt) {
+// One statement for both ways a trial is written: `queued`, or already `running`.
+constexpr const char* kInsertTrial =
+    "INSERT INTO trials(run, key, model, kind, request, spec_hash, max_attempts, submitted_at, state) "
+    "VALUES (?,?,?,?,?,?,?,?,?)";
+
+void bindNewTrial(Statement& ins, const Store::NewTrial& t, double submittedAt, std::string_view state) {
   ins.reset();
   ins.bind(1, t.run).bind(2, t.key).bind(3, t.model).bind(4, t.kind).bind(5, t.request.dump()).bind(6, t.specHash);
-  ins.bind(7, t.maxAttempts).bind(8, submittedAt);
+  ins.bind(7, t.maxAttempts).bind(8, submittedAt).bind(9, state);
 }
 
 constexpr const char* kFindByKey = "SELECT id, spec_hash FROM trials WHERE key = ?";
@@ -358,16 +363,14 @@ std::vector<Store::Inserted> Store::insertTrials(const std::vector<NewTrial>& tr
   out.reserve(trials.size());
   Database::Transaction tx(db_);
   auto find = db_.prepare(kFindByKey);
-  auto ins = db_.prepare(
-      "INSERT INTO trials(run, key, model, kind, request, spec_hash, state, max_attempts, submitted_at) "
-      "VALUES (?,?,?,?,?,?,'queued',?,?)");
+  auto ins = db_.prepare(kInsertTrial);
   std::int64_t added = 0;
   for (auto& t : trials) {
     if (auto existing = findByKey(find, t)) {
       out.push_back({*existing, true});
       continue;
     }
-    bindNewTrial(ins, t, unix(now));
+    bindNewTrial(ins, t, unix(now), "queued");
     ins.run();
     out.push_back({db_.lastInsertId(), false});
     ++added;
@@ -381,10 +384,8 @@ Store::InsertedStarted Store::insertStartedTrial(const NewTrial& t, WallTime now
   Database::Transaction tx(db_);
   auto find = db_.prepare(kFindByKey);
   if (auto existing = findByKey(find, t)) return {{*existing, true}, 0};
-  auto ins = db_.prepare(
-      "INSERT INTO trials(run, key, model, kind, request, spec_hash, state, max_attempts, submitted_at) "
-      "VALUES (?,?,?,?,?,?,'running',?,?)");
-  bindNewTrial(ins, t, unix(now));
+  auto ins = db_.prepare(kInsertTrial);
+  bindNewTrial(ins, t, unix(now), "running");
   ins.run();
   InsertedStarted out{{db_.lastInsertId(), false}, 0};
   auto att = db_.prepare("INSERT INTO attempts(trial_id, n, started_at, outcome) VALUES (?,1,?,'running')");
